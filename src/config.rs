@@ -1,0 +1,147 @@
+//! chittyd's command line. Every option also reads a `CHITTY_*` environment variable, so a
+//! systemd `EnvironmentFile=` (/etc/default/chitty) can set it. The same definition produces the
+//! man page and the shell completions.
+
+use crate::audit::{AuditConfig, DEFAULT_QUEUE};
+use crate::hub::HubConfig;
+use crate::server::ServerConfig;
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where logs (and, under systemd, audit entries) go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    /// journald when systemd started us with stderr on the journal, otherwise stderr.
+    Auto,
+    /// journald, with structured fields.
+    Journal,
+    /// Standard error, human-readable.
+    Stderr,
+}
+
+/// The Chitty-Chat server.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chittyd",
+    version,
+    about = "The Chitty-Chat server: Lamport-ordered group chat over gRPC",
+    long_about = "The Chitty-Chat server. Participants open the gRPC Broadcast stream \
+                  (chitty_chat.Chat), join with a username, chat and leave; every message carries \
+                  a Lamport timestamp, and every participant sees every broadcast in the same \
+                  order. Every event is written to an audit trail (JSON lines). Stop it with \
+                  SIGTERM or SIGINT: participants are told, and it exits within the shutdown \
+                  grace. SIGHUP reopens the audit file (for logrotate).",
+    after_help = "Every option can also be set through the environment variable shown with it, \
+                  for example in /etc/default/chitty when run by systemd."
+)]
+pub struct DaemonArgs {
+    /// Address and port of the chat port (gRPC).
+    #[arg(long, env = "CHITTY_LISTEN", default_value = "[::]:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// How long shutdown waits for participants' streams to end before closing them (e.g. 5s).
+    #[arg(long, env = "CHITTY_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
+    /// Messages a participant may have waiting to be read; one that falls further behind is
+    /// disconnected as a slow consumer, so it never delays anybody else.
+    #[arg(long, env = "CHITTY_BACKLOG", default_value_t = HubConfig::default().backlog, value_name = "MESSAGES")]
+    pub backlog: usize,
+
+    /// Participants the server takes at once; further joins are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "CHITTY_MAX_PARTICIPANTS", default_value_t = HubConfig::default().max_participants, value_name = "N")]
+    pub max_participants: usize,
+
+    /// Largest frame accepted from a client, in bytes; larger ones end that client's stream.
+    #[arg(long, env = "CHITTY_MAX_FRAME", default_value_t = 4096, value_name = "BYTES")]
+    pub max_frame: usize,
+
+    /// Append the audit trail (one JSON object per line) to this file; "-" is standard output,
+    /// "none" turns the file off. Default: standard output when run by hand, none when logging to
+    /// the journal (which gets every record as a structured entry).
+    #[arg(long, env = "CHITTY_AUDIT_LOG", value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Include message text in audit records (it is personal data; off by default: records
+    /// always carry the length).
+    #[arg(long, env = "CHITTY_AUDIT_TEXT")]
+    pub audit_text: bool,
+
+    /// Do not send audit records to the journal even when logging there.
+    #[arg(long, env = "CHITTY_NO_AUDIT_JOURNAL")]
+    pub no_audit_journal: bool,
+
+    /// Audit records that may wait for the writer; beyond it records are counted as dropped
+    /// (and the drop itself is recorded) rather than slowing chat down.
+    #[arg(long, env = "CHITTY_AUDIT_QUEUE", default_value_t = DEFAULT_QUEUE, value_name = "RECORDS")]
+    pub audit_queue: usize,
+
+    /// Where logs go.
+    #[arg(long, env = "CHITTY_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
+    pub log_target: LogTarget,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. info, debug, chitty=debug).
+    #[arg(long, env = "CHITTY_LOG", default_value = "info", value_name = "FILTER")]
+    pub log: String,
+}
+
+impl DaemonArgs {
+    /// Whether logs go to the journal.
+    pub fn journal(&self) -> bool {
+        match self.log_target {
+            LogTarget::Auto => crate::systemd::stderr_is_journal(),
+            LogTarget::Journal => true,
+            LogTarget::Stderr => false,
+        }
+    }
+
+    /// The server configuration these options describe.
+    pub fn server_config(&self) -> ServerConfig {
+        let journal = self.journal();
+        let file = match &self.audit_log {
+            Some(p) if p.as_os_str() == "none" => None,
+            Some(p) => Some(p.clone()),
+            None if journal => None,
+            None => Some(PathBuf::from("-")),
+        };
+        ServerConfig {
+            listen: self.listen,
+            shutdown_grace: self.shutdown_grace,
+            max_frame: self.max_frame,
+            hub: HubConfig {
+                backlog: self.backlog,
+                max_participants: self.max_participants,
+            },
+            audit: AuditConfig {
+                file,
+                journal: journal && !self.no_audit_journal,
+                text: self.audit_text,
+                queue: self.audit_queue,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        DaemonArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let args = DaemonArgs::try_parse_from(["chittyd", "--log-target", "stderr"]).unwrap();
+        assert_eq!(args.listen.port(), 8080);
+        let config = args.server_config();
+        assert_eq!(config.audit.file, Some(PathBuf::from("-")));
+        assert!(!config.audit.journal);
+        let args = DaemonArgs::try_parse_from(["chittyd", "--audit-log", "none"]).unwrap();
+        assert_eq!(args.server_config().audit.file, None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Why a session ends or cannot start. The transports map each variant to their own form (a
+//! gRPC status, a WebSocket close) in one place each.
+
+use crate::hub::rules::NameError;
+use thiserror::Error;
+
+/// An error that ends a session, or refuses one.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SessionError {
+    /// A message or leave arrived before the join.
+    #[error("send a join event before any {0}")]
+    NotJoined(&'static str),
+    /// A second join on the same stream.
+    #[error("this stream already joined as {0}; open a new stream to join again")]
+    AlreadyJoined(String),
+    /// The username is in use.
+    #[error("username {0} is taken by another participant")]
+    NameTaken(String),
+    /// The username breaks the rules.
+    #[error("invalid username: {0}")]
+    InvalidName(#[from] NameError),
+    /// A message or leave under another participant's name.
+    #[error("this stream joined as {own}; it cannot act as {claimed}")]
+    Impersonation {
+        /// The name the stream joined with.
+        own: String,
+        /// The name the event claimed.
+        claimed: String,
+    },
+    /// An event with no join, message or leave in it.
+    #[error("event has no content: send a join, a message or a leave")]
+    EmptyEvent,
+    /// A Lamport timestamp beyond what any honest peer sends.
+    #[error("timestamp {0} is out of range (at most 2^48)")]
+    TimestampOutOfRange(u64),
+    /// The participant's backlog overflowed.
+    #[error("slow consumer: more than {0} messages waiting to be read; disconnected")]
+    SlowConsumer(usize),
+    /// Removed by an operator.
+    #[error("removed by an operator: {0}")]
+    Kicked(String),
+    /// The name is banned for a while.
+    #[error("username {name} is banned for another {seconds} s")]
+    Banned {
+        /// The banned name.
+        name: String,
+        /// Seconds until the ban ends (rounded up).
+        seconds: u64,
+    },
+    /// The server is shutting down and takes no new participants.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The server has as many participants as it is configured to take.
+    #[error("the server is full ({0} participants); try again later")]
+    Full(usize),
+}
+
+impl SessionError {
+    /// The short machine-readable reason used in audit records and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionError::NotJoined(_) => "not_joined",
+            SessionError::AlreadyJoined(_) => "already_joined",
+            SessionError::NameTaken(_) => "name_taken",
+            SessionError::InvalidName(_) => "invalid_name",
+            SessionError::Impersonation { .. } => "impersonation",
+            SessionError::EmptyEvent => "empty_event",
+            SessionError::TimestampOutOfRange(_) => "timestamp_out_of_range",
+            SessionError::SlowConsumer(_) => "slow_consumer",
+            SessionError::Kicked(_) => "kick",
+            SessionError::Banned { .. } => "banned",
+            SessionError::ShuttingDown => "shutdown",
+            SessionError::Full(_) => "server_full",
+        }
+    }
+}

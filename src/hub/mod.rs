@@ -1,0 +1,719 @@
+//! The hub: the transport-free core of chittyd.
+//!
+//! It owns the Lamport clock and the sessions, and it alone decides: it validates what
+//! participants send, assigns every event its Lamport time and its place in the one total order,
+//! encodes each delivery once per wire form, and pushes the shared bytes into every recipient's
+//! bounded outbox. All of that happens under one mutex that is never held across I/O (pushing
+//! into an outbox is a memory operation that never waits), so the order in which events take the
+//! lock is the order every participant sees, and the audit trail, written from the same place,
+//! has that order too. Transports (gRPC, WebSocket) only translate between their wire and
+//! [`SessionHandle`].
+
+mod error;
+pub mod outbox;
+pub mod rules;
+mod session;
+pub mod wire;
+
+pub use error::SessionError;
+pub use session::{Event, Flow, SessionHandle};
+pub use wire::Transport;
+
+use crate::audit::{Auditor, Record};
+use crate::clock::LamportClock;
+use crate::pb::chat_message::Kind;
+use outbox::{Ending, Outbox};
+use rules::SERVER_NAME;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use wire::Delivery;
+
+/// Limits and policies of the hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Frames a participant may have waiting before it is cut off as a slow consumer.
+    pub backlog: usize,
+    /// Participants the server takes at once.
+    pub max_participants: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            backlog: 4096,
+            max_participants: 100_000,
+        }
+    }
+}
+
+/// How a participant left; recorded in the audit trail and shown in the leave notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It sent a leave event.
+    Leave,
+    /// Its stream ended or broke without a leave.
+    Disconnect,
+    /// Its backlog overflowed.
+    SlowConsumer,
+    /// An operator removed it.
+    Kick(String),
+    /// The server shut down.
+    Shutdown,
+    /// It broke the protocol; the reason code says how.
+    Violation(&'static str),
+}
+
+impl LeaveReason {
+    fn code(&self) -> &'static str {
+        match self {
+            LeaveReason::Leave => "leave",
+            LeaveReason::Disconnect => "disconnect",
+            LeaveReason::SlowConsumer => "slow_consumer",
+            LeaveReason::Kick(_) => "kick",
+            LeaveReason::Shutdown => "shutdown",
+            LeaveReason::Violation(_) => "violation",
+        }
+    }
+}
+
+/// Counters an operator wants; every field only grows.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Streams and sockets opened.
+    pub connections: AtomicU64,
+    /// Successful joins.
+    pub joins: AtomicU64,
+    /// Broadcast messages accepted.
+    pub messages_in: AtomicU64,
+    /// Direct messages accepted.
+    pub direct_in: AtomicU64,
+    /// Frames pushed into outboxes (one per recipient).
+    pub deliveries: AtomicU64,
+    /// Participants cut off because their backlog overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Inputs rejected (private notice or protocol violation).
+    pub rejected: AtomicU64,
+    /// Participants removed by an operator.
+    pub kicks: AtomicU64,
+    /// Events sequenced (each took a Lamport time).
+    pub events: AtomicU64,
+}
+
+/// A connected participant, as the admin interface lists it.
+#[derive(Debug, Clone)]
+pub struct UserInfo {
+    /// Numeric id (one sequence for the whole server).
+    pub id: u64,
+    /// Username; empty for direct-message-only WebSocket users.
+    pub name: String,
+    /// grpc or websocket.
+    pub transport: Transport,
+    /// Peer address.
+    pub peer: String,
+    /// When it connected.
+    pub connected_at: SystemTime,
+    /// Lamport time of its join.
+    pub joined_lamport: u64,
+    /// Messages it sent.
+    pub sent: u64,
+    /// Frames delivered to its outbox.
+    pub received: u64,
+    /// Frames waiting in its outbox.
+    pub backlog: usize,
+    /// When it last sent something.
+    pub last_active: SystemTime,
+}
+
+struct Session {
+    id: u64,
+    name: String,
+    transport: Transport,
+    peer: Arc<str>,
+    outbox: Outbox,
+    /// Whether it receives broadcasts (gRPC participants always; WebSocket users that joined).
+    in_room: bool,
+    connected_at: SystemTime,
+    joined_lamport: u64,
+    sent: u64,
+    received: u64,
+    last_active: SystemTime,
+}
+
+impl Session {
+    fn info(&self) -> UserInfo {
+        UserInfo {
+            id: self.id,
+            name: self.name.clone(),
+            transport: self.transport,
+            peer: self.peer.to_string(),
+            connected_at: self.connected_at,
+            joined_lamport: self.joined_lamport,
+            sent: self.sent,
+            received: self.received,
+            backlog: self.outbox.backlog(),
+            last_active: self.last_active,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Dense, so fan-out is a walk over one vector.
+    sessions: Vec<Session>,
+    /// Session id to its position in `sessions`.
+    index: HashMap<u64, usize>,
+    /// Username to session id, for every participant in the room.
+    names: HashMap<String, u64>,
+    /// Sessions in the room.
+    room: u32,
+    /// Banned usernames and when their ban ends.
+    bans: HashMap<String, Instant>,
+    /// Sessions whose outbox overflowed during a fan-out, to be removed once it is done.
+    overflowed: Vec<u64>,
+    /// No new sessions once shutdown has begun.
+    closing: bool,
+}
+
+/// What a new session brings to `Hub::join`.
+pub(crate) struct JoinRequest<'a> {
+    pub username: &'a str,
+    pub timestamp: u64,
+    pub transport: Transport,
+    pub peer: &'a Arc<str>,
+    pub outbox: &'a Outbox,
+    pub connected_at: SystemTime,
+}
+
+/// The hub. Shared by every transport as an `Arc<Hub>`.
+pub struct Hub {
+    clock: LamportClock,
+    state: Mutex<State>,
+    config: HubConfig,
+    stats: Stats,
+    audit: Auditor,
+    next_id: AtomicU64,
+    started: Instant,
+}
+
+impl Hub {
+    /// A hub with no sessions, at Lamport time 0.
+    pub fn new(config: HubConfig, audit: Auditor) -> Arc<Hub> {
+        Arc::new(Hub {
+            clock: LamportClock::new(),
+            state: Mutex::new(State::default()),
+            config,
+            stats: Stats::default(),
+            audit,
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// The server's Lamport clock (read it freely; only the hub advances it).
+    pub fn clock(&self) -> &LamportClock {
+        &self.clock
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The audit handle (for its counters).
+    pub fn audit(&self) -> &Auditor {
+        &self.audit
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Time since the hub was created.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Participants in the broadcast room.
+    pub fn participants(&self) -> u32 {
+        self.lock().room
+    }
+
+    /// Every connected session, in no particular order.
+    pub fn users(&self) -> Vec<UserInfo> {
+        let state = self.lock();
+        state.sessions.iter().map(Session::info).collect()
+    }
+
+    /// Takes the hub lock and proves the hub is not stuck (for the watchdog).
+    pub fn is_alive(&self) -> bool {
+        let _state = self.lock();
+        true
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves `State` consistent before anything that could panic, so
+        // a poisoned lock is still safe to use; refusing it would take the whole server down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn audit_for(&self, s: &Session, lamport: u64, event: &'static str) -> Record {
+        let mut r = Record::new(lamport, event);
+        r.user = (!s.name.is_empty()).then(|| s.name.clone());
+        r.session = Some(s.id);
+        r.peer = Some(s.peer.to_string());
+        r.transport = Some(s.transport.as_str());
+        r
+    }
+
+    /// Admits a participant into the room and announces it to everyone, itself included.
+    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<u64, SessionError> {
+        rules::check_username(req.username)?;
+        let mut state = self.lock();
+        if state.closing {
+            return Err(SessionError::ShuttingDown);
+        }
+        if let Some(until) = state.bans.get(req.username) {
+            let now = Instant::now();
+            if *until > now {
+                let seconds = (*until - now).as_secs() + 1;
+                return Err(SessionError::Banned {
+                    name: req.username.to_owned(),
+                    seconds,
+                });
+            }
+            state.bans.remove(req.username);
+        }
+        if state.names.contains_key(req.username) {
+            return Err(SessionError::NameTaken(req.username.to_owned()));
+        }
+        if state.room as usize >= self.config.max_participants {
+            return Err(SessionError::Full(self.config.max_participants));
+        }
+        let lamport = self.clock.observe(req.timestamp);
+        let id = self.next_id();
+        let now = SystemTime::now();
+        let pos = state.sessions.len();
+        state.index.insert(id, pos);
+        state.names.insert(req.username.to_owned(), id);
+        state.room += 1;
+        state.sessions.push(Session {
+            id,
+            name: req.username.to_owned(),
+            transport: req.transport,
+            peer: Arc::clone(req.peer),
+            outbox: req.outbox.clone(),
+            in_room: true,
+            connected_at: req.connected_at,
+            joined_lamport: lamport,
+            sent: 0,
+            received: 0,
+            last_active: now,
+        });
+        self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            let s = &state.sessions[state.index[&id]];
+            self.audit.record(self.audit_for(s, lamport, "join"));
+        }
+        let text = format!(
+            "Participant {} joined Chitty-Chat at Lamport time {lamport}",
+            req.username
+        );
+        let room = state.room;
+        self.broadcast(
+            &mut state,
+            &Delivery {
+                lamport,
+                kind: Kind::Join,
+                from: SERVER_NAME,
+                sender_id: id,
+                recipient_id: 0,
+                subject: req.username,
+                text: &text,
+                participants: room,
+            },
+        );
+        self.settle(&mut state);
+        Ok(id)
+    }
+
+    /// A broadcast chat message from session `id`. Text that breaks the rules is refused with a
+    /// private notice to the sender alone, and its session continues.
+    pub(crate) fn message(&self, id: u64, timestamp: u64, text: &str) {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        if let Err(e) = rules::check_text(text) {
+            self.refuse_text(&mut state, pos, lamport, 0, &e.to_string(), text);
+            self.settle(&mut state);
+            return;
+        }
+        let s = &mut state.sessions[pos];
+        s.sent += 1;
+        s.last_active = SystemTime::now();
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        let s = &state.sessions[pos];
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "message");
+            r.len = Some(text.chars().count());
+            r.text = self.audit.with_text().then(|| text.to_owned());
+            self.audit.record(r);
+        }
+        let name = s.name.clone();
+        let room = state.room;
+        self.broadcast(
+            &mut state,
+            &Delivery {
+                lamport,
+                kind: Kind::Message,
+                from: &name,
+                sender_id: id,
+                recipient_id: 0,
+                subject: "",
+                text,
+                participants: room,
+            },
+        );
+        self.settle(&mut state);
+    }
+
+    /// A direct message from session `id` to session `recipient`, whatever their transports.
+    pub(crate) fn direct(&self, id: u64, timestamp: u64, recipient: u64, text: &str) {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        if let Err(e) = rules::check_text(text) {
+            self.refuse_text(&mut state, pos, lamport, recipient, &e.to_string(), text);
+            self.settle(&mut state);
+            return;
+        }
+        let Some(&to) = state.index.get(&recipient) else {
+            let why = format!("user {recipient} is not connected");
+            self.refuse_text(&mut state, pos, lamport, recipient, &why, text);
+            self.settle(&mut state);
+            return;
+        };
+        let s = &mut state.sessions[pos];
+        s.sent += 1;
+        s.last_active = SystemTime::now();
+        self.stats.direct_in.fetch_add(1, Ordering::Relaxed);
+        let (s, r) = (&state.sessions[pos], &state.sessions[to]);
+        if self.audit.enabled() {
+            let mut rec = self.audit_for(s, lamport, "direct");
+            rec.recipient = Some(recipient);
+            rec.recipient_user = (!r.name.is_empty()).then(|| r.name.clone());
+            rec.len = Some(text.chars().count());
+            rec.text = self.audit.with_text().then(|| text.to_owned());
+            self.audit.record(rec);
+        }
+        let delivery = Delivery {
+            lamport,
+            kind: Kind::Direct,
+            from: &s.name,
+            sender_id: id,
+            recipient_id: recipient,
+            subject: "",
+            text,
+            participants: state.room,
+        };
+        let frame = delivery.encode(r.transport);
+        self.deliver_to(&mut state, to, frame);
+        self.settle(&mut state);
+    }
+
+    /// Refuses input privately: a SERVER notice of kind ERROR to the sender alone.
+    fn refuse_text(
+        &self,
+        state: &mut State,
+        pos: usize,
+        lamport: u64,
+        recipient: u64,
+        why: &str,
+        text: &str,
+    ) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let s = &state.sessions[pos];
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "reject");
+            r.reason = Some(why.to_owned());
+            r.len = Some(text.chars().count());
+            r.recipient = (recipient != 0).then_some(recipient);
+            self.audit.record(r);
+        }
+        let frame = Delivery {
+            lamport,
+            kind: Kind::Error,
+            from: SERVER_NAME,
+            sender_id: 0,
+            recipient_id: recipient,
+            subject: "",
+            text: why,
+            participants: state.room,
+        }
+        .encode(s.transport);
+        self.deliver_to(state, pos, frame);
+    }
+
+    /// Records input refused before or outside a session (a failed join, a protocol violation).
+    pub(crate) fn record_violation(
+        &self,
+        id: Option<u64>,
+        name: &str,
+        peer: &str,
+        transport: Transport,
+        timestamp: u64,
+        err: &SessionError,
+    ) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            // Under the lock, like every event, so the trail stays in Lamport order.
+            let _state = self.lock();
+            let lamport = if timestamp <= crate::clock::MAX_PEER_TIMESTAMP {
+                self.clock.observe(timestamp)
+            } else {
+                self.clock.tick()
+            };
+            let mut r = Record::new(lamport, "reject");
+            r.user = (!name.is_empty()).then(|| name.to_owned());
+            r.session = id;
+            r.peer = Some(peer.to_owned());
+            r.transport = Some(transport.as_str());
+            r.reason = Some(format!("{}: {err}", err.reason()));
+            self.audit.record(r);
+        }
+    }
+
+    /// Removes session `id`; its leave is announced to everyone left. Returns false if it was
+    /// already gone, so each participant leaves exactly once however many paths try.
+    pub(crate) fn leave(&self, id: u64, reason: LeaveReason, timestamp: u64) -> bool {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return false;
+        };
+        let lamport = self.clock.observe(timestamp);
+        self.remove(&mut state, pos, lamport, &reason);
+        self.settle(&mut state);
+        true
+    }
+
+    /// Removes an operator-chosen participant by name (`None` if nobody has it), optionally
+    /// banning the name for a while. `actor` says who did it, for the audit trail.
+    pub fn kick(
+        &self,
+        name: &str,
+        reason: &str,
+        ban: Option<Duration>,
+        actor: &str,
+    ) -> Option<UserInfo> {
+        let mut state = self.lock();
+        let id = *state.names.get(name)?;
+        let pos = state.index[&id];
+        let s = &state.sessions[pos];
+        let info = s.info();
+        let lamport = self.clock.tick();
+        self.stats.kicks.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "kick");
+            r.reason = Some(reason.to_owned());
+            r.actor = Some(actor.to_owned());
+            r.count = ban.map(|d| d.as_secs());
+            self.audit.record(r);
+        }
+        if let Some(ban) = ban {
+            state.bans.insert(name.to_owned(), Instant::now() + ban);
+        }
+        let lamport = self.clock.tick();
+        self.remove(&mut state, pos, lamport, &LeaveReason::Kick(reason.to_owned()));
+        self.settle(&mut state);
+        Some(info)
+    }
+
+    /// A SERVER notice to everyone in the room; returns its Lamport time.
+    pub fn announce(&self, text: &str, actor: &str) -> u64 {
+        let mut state = self.lock();
+        let lamport = self.clock.tick();
+        if self.audit.enabled() {
+            let mut r = Record::new(lamport, "announce");
+            r.actor = Some(actor.to_owned());
+            r.len = Some(text.chars().count());
+            r.text = Some(text.to_owned());
+            self.audit.record(r);
+        }
+        let room = state.room;
+        self.broadcast(&mut state, &notice(lamport, text, room));
+        self.settle(&mut state);
+        lamport
+    }
+
+    /// Begins shutdown: refuses new sessions, tells everyone, and ends every session cleanly
+    /// (queued frames still go out). Returns how many sessions were ended.
+    pub fn shutdown(&self, text: &str) -> usize {
+        let mut state = self.lock();
+        if state.closing {
+            return 0;
+        }
+        state.closing = true;
+        let lamport = self.clock.tick();
+        let room = state.room;
+        if self.audit.enabled() {
+            let mut r = Record::new(lamport, "shutdown");
+            r.count = Some(state.sessions.len() as u64);
+            r.reason = Some(text.to_owned());
+            self.audit.record(r);
+        }
+        self.broadcast(&mut state, &notice(lamport, text, room));
+        let sessions = std::mem::take(&mut state.sessions);
+        state.index.clear();
+        state.names.clear();
+        state.room = 0;
+        state.overflowed.clear();
+        for s in &sessions {
+            let lamport = self.clock.tick();
+            if self.audit.enabled() {
+                let mut r = self.audit_for(s, lamport, "leave");
+                r.reason = Some("shutdown".into());
+                self.audit.record(r);
+            }
+            s.outbox.end(Ending::Clean);
+        }
+        sessions.len()
+    }
+
+    /// Takes a session out of the hub, ends its outbox, and announces its leave (if it was in
+    /// the room) to everyone left.
+    fn remove(&self, state: &mut State, pos: usize, lamport: u64, reason: &LeaveReason) {
+        let s = state.sessions.swap_remove(pos);
+        state.index.remove(&s.id);
+        if let Some(moved) = state.sessions.get(pos) {
+            state.index.insert(moved.id, pos);
+        }
+        if s.in_room {
+            state.names.remove(&s.name);
+            state.room -= 1;
+        }
+        let ending = match reason {
+            LeaveReason::Leave | LeaveReason::Disconnect => Ending::Clean,
+            LeaveReason::SlowConsumer => {
+                Ending::Error(SessionError::SlowConsumer(self.config.backlog))
+            }
+            LeaveReason::Kick(why) => Ending::Error(SessionError::Kicked(why.clone())),
+            LeaveReason::Shutdown => Ending::Clean,
+            // The transport has already ended the outbox with the violation itself.
+            LeaveReason::Violation(_) => Ending::Clean,
+        };
+        s.outbox.end(ending);
+        if self.audit.enabled() {
+            let mut r = self.audit_for(&s, lamport, "leave");
+            r.reason = Some(match reason {
+                LeaveReason::Kick(why) => format!("kick: {why}"),
+                LeaveReason::Violation(code) => format!("violation: {code}"),
+                other => other.code().to_owned(),
+            });
+            self.audit.record(r);
+        }
+        if !s.in_room {
+            return;
+        }
+        let mut text = format!(
+            "Participant {} left Chitty-Chat at Lamport time {lamport}",
+            s.name
+        );
+        match reason {
+            LeaveReason::SlowConsumer => text.push_str(" (disconnected: too slow to keep up)"),
+            LeaveReason::Kick(why) => text.push_str(&format!(" (removed by an operator: {why})")),
+            _ => {}
+        }
+        let room = state.room;
+        self.broadcast(
+            state,
+            &Delivery {
+                lamport,
+                kind: Kind::Leave,
+                from: SERVER_NAME,
+                sender_id: s.id,
+                recipient_id: 0,
+                subject: &s.name,
+                text: &text,
+                participants: room,
+            },
+        );
+    }
+
+    /// Fan-out: encodes `d` once per wire form in use and pushes the same bytes to every
+    /// participant in the room.
+    fn broadcast(&self, state: &mut State, d: &Delivery<'_>) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let mut protobuf = None;
+        let mut json = None;
+        let mut delivered = 0;
+        for s in state.sessions.iter_mut().filter(|s| s.in_room) {
+            let frame = match s.transport {
+                Transport::Grpc => protobuf.get_or_insert_with(|| d.protobuf()),
+                Transport::WebSocket => json.get_or_insert_with(|| d.json()),
+            };
+            // THE overflow rule, the one place it is decided: a participant whose outbox is full
+            // is not reading fast enough. Nobody waits for it and nothing is dropped from the
+            // middle of its stream (that would break the ordering contract for it); it is cut
+            // off as a slow consumer once this fan-out is done, its backlog is freed, and its
+            // leave is announced.
+            match s.outbox.push(frame.clone()) {
+                Ok(()) => {
+                    s.received += 1;
+                    delivered += 1;
+                }
+                Err(outbox::Full) => state.overflowed.push(s.id),
+            }
+        }
+        self.stats
+            .deliveries
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    /// Pushes one frame to one session, under the same overflow rule as `broadcast`.
+    fn deliver_to(&self, state: &mut State, pos: usize, frame: bytes::Bytes) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let s = &mut state.sessions[pos];
+        match s.outbox.push(frame) {
+            Ok(()) => {
+                s.received += 1;
+                self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(outbox::Full) => state.overflowed.push(s.id),
+        }
+    }
+
+    /// Removes every session that overflowed. Each removal announces a leave, which may overflow
+    /// others; a work list (not recursion) keeps that bounded by the number of sessions.
+    fn settle(&self, state: &mut State) {
+        while let Some(id) = state.overflowed.pop() {
+            if let Some(&pos) = state.index.get(&id) {
+                self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                let lamport = self.clock.tick();
+                self.remove(state, pos, lamport, &LeaveReason::SlowConsumer);
+            }
+        }
+    }
+}
+
+fn notice(lamport: u64, text: &str, participants: u32) -> Delivery<'_> {
+    Delivery {
+        lamport,
+        kind: Kind::Notice,
+        from: SERVER_NAME,
+        sender_id: 0,
+        recipient_id: 0,
+        subject: "",
+        text,
+        participants,
+    }
+}

@@ -1,0 +1,116 @@
+//! The validation rules for what participants send: usernames and chat text.
+//!
+//! Kept apart from the hub so that they read as the specification they are, and are tested
+//! on their own.
+
+use thiserror::Error;
+
+/// Usernames are 1 to this many characters.
+pub const MAX_USERNAME_CHARS: usize = 16;
+/// Chat messages are 1 to this many characters (Unicode scalar values, not bytes).
+pub const MAX_MESSAGE_CHARS: usize = 128;
+/// The name notices come from; no participant may take it, in any letter case.
+pub const SERVER_NAME: &str = "SERVER";
+
+/// Why a username is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NameError {
+    /// Empty.
+    #[error("a username needs at least one character")]
+    Empty,
+    /// Over the limit.
+    #[error("a username has at most {MAX_USERNAME_CHARS} characters, this one has {0}")]
+    TooLong(usize),
+    /// Contains whitespace or a control character.
+    #[error("a username cannot contain whitespace or control characters")]
+    BadCharacter,
+    /// `SERVER` is reserved.
+    #[error("{SERVER_NAME} is reserved for the server")]
+    Reserved,
+}
+
+/// Why a chat message is refused (the sender's session continues).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TextError {
+    /// Empty.
+    #[error("message is empty")]
+    Empty,
+    /// Over the limit.
+    #[error("message is too long: {0} characters, at most {MAX_MESSAGE_CHARS} are allowed")]
+    TooLong(usize),
+    /// Contains a control character (which could be a terminal escape sequence).
+    #[error("message contains a control character (U+{0:04X}); only printable text is allowed")]
+    ControlCharacter(u32),
+}
+
+/// Checks a username against the rules.
+pub fn check_username(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    // Counting stops early so a 10 MB name costs no more than a long one.
+    let chars = name.chars().take(MAX_USERNAME_CHARS + 1).count();
+    if chars > MAX_USERNAME_CHARS {
+        return Err(NameError::TooLong(name.chars().count()));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(NameError::BadCharacter);
+    }
+    if name.eq_ignore_ascii_case(SERVER_NAME) {
+        return Err(NameError::Reserved);
+    }
+    Ok(())
+}
+
+/// Checks chat text against the rules.
+pub fn check_text(text: &str) -> Result<(), TextError> {
+    if text.is_empty() {
+        return Err(TextError::Empty);
+    }
+    let mut chars = 0;
+    for c in text.chars() {
+        if c.is_control() {
+            return Err(TextError::ControlCharacter(c as u32));
+        }
+        chars += 1;
+    }
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(TextError::TooLong(chars));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(check_username("alice"), Ok(()));
+        assert_eq!(check_username("élodie_42"), Ok(()));
+        assert_eq!(check_username(&"x".repeat(16)), Ok(()));
+        assert_eq!(check_username("日本語の名前"), Ok(()), "characters, not bytes");
+        assert_eq!(check_username(""), Err(NameError::Empty));
+        assert_eq!(check_username(&"x".repeat(17)), Err(NameError::TooLong(17)));
+        assert_eq!(check_username("a b"), Err(NameError::BadCharacter));
+        assert_eq!(check_username("a\tb"), Err(NameError::BadCharacter));
+        assert_eq!(check_username("a\u{1b}[2J"), Err(NameError::BadCharacter));
+        assert_eq!(check_username("bob\u{a0}"), Err(NameError::BadCharacter));
+        for reserved in ["SERVER", "server", "Server", "sErVeR"] {
+            assert_eq!(check_username(reserved), Err(NameError::Reserved));
+        }
+        assert_eq!(check_username("SERVER2"), Ok(()));
+    }
+
+    #[test]
+    fn texts() {
+        assert_eq!(check_text("hello, world"), Ok(()));
+        assert_eq!(check_text(&"é".repeat(128)), Ok(()), "128 characters of 2 bytes each");
+        assert_eq!(check_text(""), Err(TextError::Empty));
+        assert_eq!(check_text(&"a".repeat(129)), Err(TextError::TooLong(129)));
+        assert_eq!(check_text("red \u{1b}[31m"), Err(TextError::ControlCharacter(0x1b)));
+        assert_eq!(check_text("line\nbreak"), Err(TextError::ControlCharacter(0x0a)));
+        assert_eq!(check_text("\u{9b}2J"), Err(TextError::ControlCharacter(0x9b)));
+        assert_eq!(check_text("tabs\tare control"), Err(TextError::ControlCharacter(9)));
+    }
+}

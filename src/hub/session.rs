@@ -1,0 +1,191 @@
+//! One participant's session as a state machine: connected, joined, ended. Transports decode
+//! their wire into [`Event`]s and feed them to [`SessionHandle::handle`]; every decision (what is
+//! allowed when, what is a violation, who may speak as whom) is made here or in the hub. How a
+//! session ends always arrives through its outbox, so a transport has one place to turn an
+//! ending into its wire form.
+
+use super::outbox::{Ending, Outbox};
+use super::{Hub, JoinRequest, LeaveReason, SessionError, Transport};
+use crate::clock::MAX_PEER_TIMESTAMP;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+/// What a participant sent, independent of the wire it came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Join the room under a username.
+    Join {
+        /// The name to join with.
+        username: &'a str,
+    },
+    /// A chat message: broadcast, or direct when `recipient` is non-zero.
+    Message {
+        /// The name the sender claims (empty means "me").
+        username: &'a str,
+        /// The text.
+        text: &'a str,
+        /// A user id for a direct message, 0 for a broadcast.
+        recipient: u64,
+    },
+    /// Leave the room.
+    Leave {
+        /// The name the sender claims (empty means "me").
+        username: &'a str,
+    },
+    /// An event with nothing in it.
+    Empty,
+}
+
+/// Whether the transport should keep reading from the participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The session is over; drain the outbox to learn how it ended.
+    Ended,
+}
+
+/// A transport's handle on one session. Dropping it counts as a disconnect, so a participant
+/// whose connection breaks leaves exactly once, whatever the transport noticed.
+pub struct SessionHandle {
+    hub: Arc<Hub>,
+    outbox: Outbox,
+    transport: Transport,
+    peer: Arc<str>,
+    connected_at: SystemTime,
+    joined: Option<(u64, String)>,
+    ended: bool,
+}
+
+impl SessionHandle {
+    /// A new, not yet joined session whose deliveries go to `outbox`.
+    pub fn new(hub: Arc<Hub>, transport: Transport, peer: String, outbox: Outbox) -> Self {
+        hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+        SessionHandle {
+            hub,
+            outbox,
+            transport,
+            peer: peer.into(),
+            connected_at: SystemTime::now(),
+            joined: None,
+            ended: false,
+        }
+    }
+
+    /// The session's user id, once joined.
+    pub fn id(&self) -> Option<u64> {
+        self.joined.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Whether the session is over.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Handles one event carrying the sender's Lamport `timestamp`.
+    pub fn handle(&mut self, timestamp: u64, event: Event<'_>) -> Flow {
+        if self.ended {
+            return Flow::Ended;
+        }
+        if timestamp > MAX_PEER_TIMESTAMP {
+            return self.fail(timestamp, SessionError::TimestampOutOfRange(timestamp));
+        }
+        match (event, &self.joined) {
+            (Event::Empty, _) => self.fail(timestamp, SessionError::EmptyEvent),
+            (Event::Join { username }, None) => {
+                let joined = self.hub.join(JoinRequest {
+                    username,
+                    timestamp,
+                    transport: self.transport,
+                    peer: &self.peer,
+                    outbox: &self.outbox,
+                    connected_at: self.connected_at,
+                });
+                match joined {
+                    Ok(id) => {
+                        self.joined = Some((id, username.to_owned()));
+                        Flow::Continue
+                    }
+                    Err(e) => {
+                        let name = username.chars().take(64).collect::<String>();
+                        self.fail_named(timestamp, &name, e)
+                    }
+                }
+            }
+            (Event::Join { .. }, Some((_, own))) => {
+                let e = SessionError::AlreadyJoined(own.clone());
+                self.fail(timestamp, e)
+            }
+            (Event::Message { .. }, None) => self.fail(timestamp, SessionError::NotJoined("message")),
+            (Event::Leave { .. }, None) => self.fail(timestamp, SessionError::NotJoined("leave")),
+            (Event::Message { username, .. } | Event::Leave { username }, Some((_, own)))
+                if !username.is_empty() && username != own =>
+            {
+                let e = SessionError::Impersonation {
+                    own: own.clone(),
+                    claimed: username.chars().take(64).collect(),
+                };
+                self.fail(timestamp, e)
+            }
+            (
+                Event::Message {
+                    text, recipient, ..
+                },
+                Some((id, _)),
+            ) => {
+                if recipient == 0 {
+                    self.hub.message(*id, timestamp, text);
+                } else {
+                    self.hub.direct(*id, timestamp, recipient, text);
+                }
+                Flow::Continue
+            }
+            (Event::Leave { .. }, Some((id, _))) => {
+                self.hub.leave(*id, LeaveReason::Leave, timestamp);
+                self.ended = true;
+                Flow::Ended
+            }
+        }
+    }
+
+    /// The participant's input ended (or broke) without a leave.
+    pub fn disconnect(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        match &self.joined {
+            Some((id, _)) => {
+                self.hub.leave(*id, LeaveReason::Disconnect, 0);
+            }
+            None => self.outbox.end(Ending::Clean),
+        }
+    }
+
+    fn fail(&mut self, timestamp: u64, err: SessionError) -> Flow {
+        let name = self.joined.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
+        self.fail_named(timestamp, &name, err)
+    }
+
+    /// Ends the session for a violation: the error goes to the participant through its outbox,
+    /// the trail records it, and a joined participant's leave is announced.
+    fn fail_named(&mut self, timestamp: u64, name: &str, err: SessionError) -> Flow {
+        self.ended = true;
+        let id = self.id();
+        self.hub
+            .record_violation(id, name, &self.peer, self.transport, timestamp, &err);
+        let code = err.reason();
+        self.outbox.end(Ending::Error(err));
+        if let Some(id) = id {
+            self.hub.leave(id, LeaveReason::Violation(code), 0);
+        }
+        Flow::Ended
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}

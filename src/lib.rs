@@ -1,0 +1,21 @@
+//! chitty: a chat service with Lamport-ordered broadcast.
+//!
+//! Module map:
+//! - [`clock`]: the Lamport clock (one atomic, CAS updates).
+//! - [`hub`]: the transport-free core: sessions, validation, sequencing, fan-out into bounded
+//!   per-participant outboxes. Only the hub decides.
+//! - [`audit`]: the JSON-lines audit trail, fed by the hub in Lamport order.
+//! - [`server`]: chittyd's listeners and transports (`chat` gRPC, shutdown glue).
+//! - [`systemd`]: sd_notify and journald integration.
+//! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode.
+//! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`pb`]: the generated protobuf code.
+
+pub mod audit;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod hub;
+pub mod pb;
+pub mod server;
+pub mod systemd;

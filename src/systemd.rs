@@ -1,0 +1,111 @@
+//! Living under systemd: readiness, status, watchdog and stopping notifications (sd_notify), and
+//! journald detection and structured audit entries.
+//!
+//! Every notification is a no-op when `NOTIFY_SOCKET` is not set, so chittyd behaves the same by
+//! hand and under a unit.
+
+use crate::audit::Record;
+use crate::hub::Hub;
+use sd_notify::NotifyState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The tracing target of audit entries, so the journald layer can tell them from logs.
+pub const AUDIT_TARGET: &str = "chitty::audit";
+
+/// How often STATUS= is refreshed when no watchdog asks for more.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("sd_notify failed: {e}");
+    }
+}
+
+/// The STATUS= line: what an operator sees in `systemctl status chitty`.
+pub fn status_line(hub: &Hub) -> String {
+    format!(
+        "serving {} participants; Lamport time {}",
+        hub.participants(),
+        hub.clock().now()
+    )
+}
+
+/// READY=1 with a first status; called once every listener is bound.
+pub fn notify_ready(hub: &Hub) {
+    notify(&[NotifyState::Ready, NotifyState::Status(&status_line(hub))]);
+}
+
+/// STOPPING=1, at the start of shutdown.
+pub fn notify_stopping() {
+    notify(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+}
+
+/// Refreshes STATUS= and, when the unit sets `WatchdogSec=`, pings the watchdog at half its
+/// period. Each round takes the hub's lock first, so the pings stop if the hub is stuck (or the
+/// runtime is), which is exactly when systemd should restart us.
+pub async fn supervise(hub: Arc<Hub>, stop: CancellationToken) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let interval = watchdog.map_or(STATUS_INTERVAL, |w| (w / 2).min(STATUS_INTERVAL));
+    if let Some(w) = watchdog {
+        tracing::info!("systemd watchdog armed: {w:?}; pinging every {interval:?}");
+    }
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if !hub.is_alive() {
+            continue;
+        }
+        let status = status_line(&hub);
+        if watchdog.is_some() {
+            notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+        } else {
+            notify(&[NotifyState::Status(&status)]);
+        }
+    }
+}
+
+/// Whether standard error is connected to the journal (systemd sets `JOURNAL_STREAM` to the
+/// device and inode of the stream it gave us; a child that inherited the variable but not the
+/// stream must not believe it).
+pub fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// Emits one audit record as a structured journal entry: CHITTY_EVENT, CHITTY_LAMPORT,
+/// CHITTY_USER, … beside a readable MESSAGE. The journald layer (set up with no field prefix)
+/// turns each field into a journal field; absent fields are left out.
+pub fn journal_audit(r: &Record) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        CHITTY_EVENT = r.event,
+        CHITTY_LAMPORT = r.lamport,
+        CHITTY_USER = r.user.as_deref(),
+        CHITTY_SESSION = r.session,
+        CHITTY_PEER = r.peer.as_deref(),
+        CHITTY_TRANSPORT = r.transport,
+        CHITTY_REASON = r.reason.as_deref(),
+        CHITTY_LEN = r.len,
+        CHITTY_TEXT = r.text.as_deref(),
+        CHITTY_RECIPIENT = r.recipient,
+        CHITTY_RECIPIENT_USER = r.recipient_user.as_deref(),
+        CHITTY_ACTOR = r.actor.as_deref(),
+        CHITTY_COUNT = r.count,
+        "{}",
+        r.summary()
+    );
+}
