@@ -10,7 +10,7 @@ pub mod chat;
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
 use crate::systemd;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -142,6 +142,7 @@ impl Server {
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http2()
+            .timer(TokioTimer::new())
             .max_concurrent_streams(16)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
