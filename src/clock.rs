@@ -63,8 +63,16 @@ mod tests {
         let clock = LamportClock::new();
         assert_eq!(clock.now(), 0);
         assert_eq!(clock.tick(), 1);
-        assert_eq!(clock.observe(10), 11, "a later remote time pulls the clock forward");
-        assert_eq!(clock.observe(3), 12, "an earlier remote time still advances by one");
+        assert_eq!(
+            clock.observe(10),
+            11,
+            "a later remote time pulls the clock forward"
+        );
+        assert_eq!(
+            clock.observe(3),
+            12,
+            "an earlier remote time still advances by one"
+        );
         assert_eq!(clock.tick(), 13);
         assert_eq!(clock.now(), 13);
     }
@@ -87,7 +95,10 @@ mod tests {
                         } else {
                             clock.tick()
                         };
-                        assert!(t > last, "a thread saw the clock go backwards: {t} after {last}");
+                        assert!(
+                            t > last,
+                            "a thread saw the clock go backwards: {t} after {last}"
+                        );
                         last = t;
                         seen.push(t);
                     }

@@ -38,7 +38,12 @@ pub enum LogTarget {
 )]
 pub struct DaemonArgs {
     /// Address and port of the chat port (gRPC).
-    #[arg(long, env = "CHITTY_LISTEN", default_value = "[::]:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "CHITTY_LISTEN",
+        default_value = "[::]:8080",
+        value_name = "ADDR"
+    )]
     pub listen: SocketAddr,
 
     /// How long shutdown waits for participants' streams to end before closing them (e.g. 5s).
@@ -55,7 +60,12 @@ pub struct DaemonArgs {
     pub max_participants: usize,
 
     /// Largest frame accepted from a client, in bytes; larger ones end that client's stream.
-    #[arg(long, env = "CHITTY_MAX_FRAME", default_value_t = 4096, value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "CHITTY_MAX_FRAME",
+        default_value_t = 4096,
+        value_name = "BYTES"
+    )]
     pub max_frame: usize,
 
     /// Append the audit trail (one JSON object per line) to this file; "-" is standard output,
@@ -83,7 +93,12 @@ pub struct DaemonArgs {
     pub log_target: LogTarget,
 
     /// Log filter, in tracing's EnvFilter syntax (e.g. info, debug, chitty=debug).
-    #[arg(long, env = "CHITTY_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "CHITTY_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     pub log: String,
 }
 

@@ -28,14 +28,20 @@ async fn join_message_and_leave_notices_reach_everyone() {
     assert_eq!(m.message, joined("alice", m.timestamp));
     assert_eq!(m.kind, Kind::Join as i32);
     assert_eq!(m.subject, "alice");
-    assert!(m.sender_id > 0, "a participant learns its id from its own join notice");
+    assert!(
+        m.sender_id > 0,
+        "a participant learns its id from its own join notice"
+    );
     assert_eq!(m.participants, 1);
 
     let mut bob = server.open().await;
     bob.send_join("bob").await;
     let to_bob = bob.expect_msg().await;
     let to_alice = alice.expect_msg().await;
-    assert_eq!(to_bob, to_alice, "the new participant gets the same notice as everyone");
+    assert_eq!(
+        to_bob, to_alice,
+        "the new participant gets the same notice as everyone"
+    );
     assert_eq!(to_bob.message, joined("bob", to_bob.timestamp));
     assert!(to_bob.timestamp > m.timestamp);
     assert_ne!(to_bob.sender_id, m.sender_id);
@@ -43,13 +49,19 @@ async fn join_message_and_leave_notices_reach_everyone() {
     bob.say_as("bob", "hello, world").await;
     for p in [&mut alice, &mut bob] {
         let m = p.expect_msg().await;
-        assert_eq!((m.username.as_str(), m.message.as_str()), ("bob", "hello, world"));
+        assert_eq!(
+            (m.username.as_str(), m.message.as_str()),
+            ("bob", "hello, world")
+        );
         assert_eq!(m.kind, Kind::Message as i32);
         assert!(m.timestamp > to_bob.timestamp);
     }
 
     bob.leave_as("bob").await;
-    assert!(bob.expect_clean_end().await.is_empty(), "nothing after the leave but the end");
+    assert!(
+        bob.expect_clean_end().await.is_empty(),
+        "nothing after the leave but the end"
+    );
     let m = alice.expect_msg().await;
     assert_eq!(m.username, "SERVER");
     assert_eq!(m.message, left("bob", m.timestamp));
@@ -90,7 +102,15 @@ async fn an_original_client_sees_the_original_messages() {
 #[tokio::test]
 async fn invalid_usernames_are_refused_with_invalid_argument() {
     let server = start_default().await;
-    for name in ["", "seventeen_chars_x", "two words", "tab\there", "SERVER", "server", "bell\u{7}"] {
+    for name in [
+        "",
+        "seventeen_chars_x",
+        "two words",
+        "tab\there",
+        "SERVER",
+        "server",
+        "bell\u{7}",
+    ] {
         let mut p = server.open().await;
         p.send_join(name).await;
         let status = p.expect_status().await;
@@ -158,7 +178,10 @@ async fn protocol_violations_end_the_stream_with_the_fitting_status() {
     })
     .await;
     assert_eq!(p.expect_status().await.code(), Code::InvalidArgument);
-    assert!(server.hub.clock().now() < 1 << 40, "the clock was not dragged forward");
+    assert!(
+        server.hub.clock().now() < 1 << 40,
+        "the clock was not dragged forward"
+    );
 
     // Joined participants that broke the rules left, and everyone saw each leave once.
     for name in ["twice", "empty", "future"] {
@@ -195,7 +218,10 @@ async fn nobody_can_speak_or_leave_as_someone_else() {
     // An empty username on a message means "me".
     alice.say_as("", "still here").await;
     let m = alice.expect_msg().await;
-    assert_eq!((m.username.as_str(), m.message.as_str()), ("alice", "still here"));
+    assert_eq!(
+        (m.username.as_str(), m.message.as_str()),
+        ("alice", "still here")
+    );
     server.shutdown().await;
 }
 
@@ -222,10 +248,20 @@ async fn bad_text_is_refused_privately_and_the_session_continues() {
     let long = "é".repeat(128);
     alice.say_as("alice", &long).await;
     let m = bob.expect_msg().await;
-    assert_eq!(m.message, long, "bob saw nothing of the refused ones, then this");
+    assert_eq!(
+        m.message, long,
+        "bob saw nothing of the refused ones, then this"
+    );
     let m = alice.expect_msg().await;
     assert_eq!(m.message, long);
-    assert_eq!(server.hub.stats().rejected.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(
+        server
+            .hub
+            .stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
     server.shutdown().await;
 }
 
@@ -296,7 +332,11 @@ async fn every_participant_sees_one_order_with_increasing_timestamps() {
             let mut last = 0;
             while seen.len() < total {
                 let m = p.expect_msg().await;
-                assert!(m.timestamp > last, "timestamps went {last} -> {}", m.timestamp);
+                assert!(
+                    m.timestamp > last,
+                    "timestamps went {last} -> {}",
+                    m.timestamp
+                );
                 last = m.timestamp;
                 if m.kind == Kind::Message as i32 {
                     seen.push((m.timestamp, m.username, m.message));
@@ -402,7 +442,11 @@ async fn a_slow_consumer_is_cut_off_and_the_others_keep_going() {
         let m = fast.expect_msg().await;
         match Kind::try_from(m.kind) {
             Ok(Kind::Message) => {
-                assert_eq!(m.message, format!("message {got}"), "nothing lost, in order");
+                assert_eq!(
+                    m.message,
+                    format!("message {got}"),
+                    "nothing lost, in order"
+                );
                 got += 1;
             }
             Ok(Kind::Leave) => {
@@ -416,7 +460,12 @@ async fn a_slow_consumer_is_cut_off_and_the_others_keep_going() {
     assert!(saw_cutoff, "the slow consumer's leave was announced");
     let _talker = sender.await.unwrap();
     let stats = server.hub.stats();
-    assert_eq!(stats.slow_consumers.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // Bounded memory: nobody has more than the backlog waiting, and the slow one is gone.
     let users = server.hub.users();
     assert!(users.iter().all(|u| u.name != "slow"));
@@ -424,7 +473,10 @@ async fn a_slow_consumer_is_cut_off_and_the_others_keep_going() {
 
     // When the slow client finally reads, it gets what fit in its window, then the reason.
     let status = loop {
-        match tokio::time::timeout(PATIENCE, slow_rx.message()).await.unwrap() {
+        match tokio::time::timeout(PATIENCE, slow_rx.message())
+            .await
+            .unwrap()
+        {
             Ok(Some(_)) => continue,
             Ok(None) => panic!("expected RESOURCE_EXHAUSTED"),
             Err(s) => break s,
@@ -455,8 +507,14 @@ async fn graceful_shutdown_tells_everyone_and_ends_streams_cleanly() {
         assert_eq!(last.kind, Kind::Notice as i32);
         assert!(last.message.contains("shutting down"), "{last:?}");
     }
-    tokio::time::timeout(PATIENCE, server.task).await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "no need to wait out the grace");
+    tokio::time::timeout(PATIENCE, server.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no need to wait out the grace"
+    );
     // The port is closed.
     assert!(pb::chat_client::ChatClient::connect(addr).await.is_err());
 }
@@ -490,9 +548,13 @@ async fn shutdown_is_bounded_even_when_a_client_never_reads() {
     .unwrap();
     let mut talker = server.join("talker").await;
     for n in 0..200 {
-        talker.say_as("talker", &format!("filling the window {n}")).await;
+        talker
+            .say_as("talker", &format!("filling the window {n}"))
+            .await;
     }
-    talker.until(|m| m.message == "filling the window 199").await;
+    talker
+        .until(|m| m.message == "filling the window 199")
+        .await;
     let started = std::time::Instant::now();
     server.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(3));

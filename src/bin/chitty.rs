@@ -22,7 +22,12 @@ enum Command {
         #[arg(short, long)]
         username: String,
         /// The server, as host:port.
-        #[arg(short = 'H', long, env = "CHITTY_SERVER", default_value = "localhost:8080")]
+        #[arg(
+            short = 'H',
+            long,
+            env = "CHITTY_SERVER",
+            default_value = "localhost:8080"
+        )]
         host: String,
         /// Append every received message to this file, as `L[12] @ alice: hello`.
         /// Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/).

@@ -106,7 +106,10 @@ fn show(out: &mut impl Write, msg: &pb::ChatMessage) {
     let from = printable(&msg.username);
     let line = match msg.kind() {
         Kind::Message => format!("[L{}] {from}: {text}", msg.timestamp),
-        Kind::Direct => format!("[L{}] {from} (#{}) -> you: {text}", msg.timestamp, msg.sender_id),
+        Kind::Direct => format!(
+            "[L{}] {from} (#{}) -> you: {text}",
+            msg.timestamp, msg.sender_id
+        ),
         Kind::Error => format!("[L{}] ! {text}", msg.timestamp),
         Kind::Join | Kind::Leave | Kind::Notice => format!("[L{}] * {text}", msg.timestamp),
     };

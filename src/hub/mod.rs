@@ -533,7 +533,12 @@ impl Hub {
             state.bans.insert(name.to_owned(), Instant::now() + ban);
         }
         let lamport = self.clock.tick();
-        self.remove(&mut state, pos, lamport, &LeaveReason::Kick(reason.to_owned()));
+        self.remove(
+            &mut state,
+            pos,
+            lamport,
+            &LeaveReason::Kick(reason.to_owned()),
+        );
         self.settle(&mut state);
         Some(info)
     }

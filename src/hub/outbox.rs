@@ -186,12 +186,12 @@ mod tests {
 
         let (tx, mut rx) = outbox(4);
         tx.push(Bytes::from_static(b"a")).unwrap();
-        tx.end(Ending::Error(SessionError::SlowConsumer));
+        tx.end(Ending::Error(SessionError::SlowConsumer(4)));
         tx.end(Ending::Clean);
         assert_eq!(tx.backlog(), 0);
         assert_eq!(
             rx.take(&mut batch).await,
-            Taken::Ended(Ending::Error(SessionError::SlowConsumer))
+            Taken::Ended(Ending::Error(SessionError::SlowConsumer(4)))
         );
     }
 

@@ -89,7 +89,11 @@ mod tests {
         assert_eq!(check_username("alice"), Ok(()));
         assert_eq!(check_username("élodie_42"), Ok(()));
         assert_eq!(check_username(&"x".repeat(16)), Ok(()));
-        assert_eq!(check_username("日本語の名前"), Ok(()), "characters, not bytes");
+        assert_eq!(
+            check_username("日本語の名前"),
+            Ok(()),
+            "characters, not bytes"
+        );
         assert_eq!(check_username(""), Err(NameError::Empty));
         assert_eq!(check_username(&"x".repeat(17)), Err(NameError::TooLong(17)));
         assert_eq!(check_username("a b"), Err(NameError::BadCharacter));
@@ -105,12 +109,28 @@ mod tests {
     #[test]
     fn texts() {
         assert_eq!(check_text("hello, world"), Ok(()));
-        assert_eq!(check_text(&"é".repeat(128)), Ok(()), "128 characters of 2 bytes each");
+        assert_eq!(
+            check_text(&"é".repeat(128)),
+            Ok(()),
+            "128 characters of 2 bytes each"
+        );
         assert_eq!(check_text(""), Err(TextError::Empty));
         assert_eq!(check_text(&"a".repeat(129)), Err(TextError::TooLong(129)));
-        assert_eq!(check_text("red \u{1b}[31m"), Err(TextError::ControlCharacter(0x1b)));
-        assert_eq!(check_text("line\nbreak"), Err(TextError::ControlCharacter(0x0a)));
-        assert_eq!(check_text("\u{9b}2J"), Err(TextError::ControlCharacter(0x9b)));
-        assert_eq!(check_text("tabs\tare control"), Err(TextError::ControlCharacter(9)));
+        assert_eq!(
+            check_text("red \u{1b}[31m"),
+            Err(TextError::ControlCharacter(0x1b))
+        );
+        assert_eq!(
+            check_text("line\nbreak"),
+            Err(TextError::ControlCharacter(0x0a))
+        );
+        assert_eq!(
+            check_text("\u{9b}2J"),
+            Err(TextError::ControlCharacter(0x9b))
+        );
+        assert_eq!(
+            check_text("tabs\tare control"),
+            Err(TextError::ControlCharacter(9))
+        );
     }
 }

@@ -117,7 +117,9 @@ impl SessionHandle {
                 let e = SessionError::AlreadyJoined(own.clone());
                 self.fail(timestamp, e)
             }
-            (Event::Message { .. }, None) => self.fail(timestamp, SessionError::NotJoined("message")),
+            (Event::Message { .. }, None) => {
+                self.fail(timestamp, SessionError::NotJoined("message"))
+            }
             (Event::Leave { .. }, None) => self.fail(timestamp, SessionError::NotJoined("leave")),
             (Event::Message { username, .. } | Event::Leave { username }, Some((_, own)))
                 if !username.is_empty() && username != own =>
@@ -164,7 +166,11 @@ impl SessionHandle {
     }
 
     fn fail(&mut self, timestamp: u64, err: SessionError) -> Flow {
-        let name = self.joined.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
+        let name = self
+            .joined
+            .as_ref()
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default();
         self.fail_named(timestamp, &name, err)
     }
 

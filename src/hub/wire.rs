@@ -65,7 +65,11 @@ impl Delivery<'_> {
             if v == 0 { 0 } else { 1 + encoded_len_varint(v) }
         }
         fn str_len(s: &str) -> usize {
-            if s.is_empty() { 0 } else { 1 + encoded_len_varint(s.len() as u64) + s.len() }
+            if s.is_empty() {
+                0
+            } else {
+                1 + encoded_len_varint(s.len() as u64) + s.len()
+            }
         }
         let kind = self.kind as i32 as u64;
         let len = varint_len(self.lamport)

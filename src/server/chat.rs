@@ -258,9 +258,9 @@ impl Decoder for EventDecoder {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::ChatEvent>, Status> {
         let len = src.remaining();
-        pb::ChatEvent::decode(src)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed ChatEvent ({len} bytes): {e}")))
+        pb::ChatEvent::decode(src).map(Some).map_err(|e| {
+            Status::invalid_argument(format!("malformed ChatEvent ({len} bytes): {e}"))
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -88,12 +88,13 @@ impl Server {
     /// Opens the audit trail and binds the chat port; nothing is served until `run`.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let (auditor, audit_writer) = audit::open(&config.audit)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let hub = Hub::new(config.hub.clone(), auditor);
         Ok(Server {
             config,
@@ -105,9 +106,7 @@ impl Server {
 
     /// The bound chat address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.config.listen)
+        self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
     /// The hub, for callers that embed the server.
@@ -133,12 +132,10 @@ impl Server {
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
 
-        let router = tonic::service::Routes::new(chat::ChatService::new(
-            Arc::clone(&hub),
-            config.max_frame,
-        ))
-        .prepare()
-        .into_axum_router();
+        let router =
+            tonic::service::Routes::new(chat::ChatService::new(Arc::clone(&hub), config.max_frame))
+                .prepare()
+                .into_axum_router();
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http2()
@@ -150,7 +147,12 @@ impl Server {
         let mut connections = JoinSet::new();
 
         systemd::notify_ready(&hub);
-        tracing::info!("chittyd listening on {}", listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()));
+        tracing::info!(
+            "chittyd listening on {}",
+            listener
+                .local_addr()
+                .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
+        );
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -1,0 +1,84 @@
+//! Interoperability with software we did not write: Python's grpcio (stubs generated from
+//! proto/ at test time) against a real chittyd. `bash tests/run` sets up the Python venv;
+//! CHITTY_PYTHON names its interpreter.
+
+mod common;
+
+use chitty::pb::chat_message::Kind;
+use common::start_default;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// The venv's Python; a missing venv fails the test with the command that makes it.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("CHITTY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "no Python venv at {}: run `bash tests/run` (it creates it) or set CHITTY_PYTHON",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn python_grpcio_participant_chats_with_a_tonic_participant() {
+    let server = start_default().await;
+    let mut rusty = server.join("rusty").await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = tokio::process::Command::new(python())
+        .arg(format!("{root}/tests/interop/grpc_chat.py"))
+        .arg(server.addr.to_string())
+        .arg(format!("{root}/proto"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python");
+
+    let joined = rusty
+        .until(|m| m.kind == Kind::Join as i32 && m.subject == "pyclient")
+        .await;
+    let m = rusty.until(|m| m.username == "pyclient").await;
+    assert_eq!(m.message, "hello from python");
+    assert!(m.timestamp > joined.timestamp);
+    rusty.say_as("rusty", "hello from rust").await;
+    let m = rusty.until(|m| m.kind == Kind::Leave as i32).await;
+    assert_eq!(
+        m.message,
+        format!(
+            "Participant pyclient left Chitty-Chat at Lamport time {}",
+            m.timestamp
+        )
+    );
+
+    let out = tokio::time::timeout(common::PATIENCE, async {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        (child.wait().await.unwrap(), stdout, stderr)
+    })
+    .await
+    .expect("python participant hung");
+    assert!(out.0.success(), "python failed:\n{}\n{}", out.1, out.2);
+    assert!(out.1.contains("python participant done"), "{}", out.1);
+    assert!(out.1.contains("@ rusty: hello from rust"), "{}", out.1);
+    server.shutdown().await;
+}
