@@ -3,6 +3,7 @@
 //! The client ticks its clock before every send and puts the time in the event; on every
 //! message it receives, the clock becomes max(local, received) + 1.
 
+pub mod cli;
 pub mod plain;
 
 use crate::clock::LamportClock;

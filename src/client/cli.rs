@@ -1,0 +1,79 @@
+//! The `chitty` command line, in the library so its man page and completions come from the same
+//! definition.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The Chitty-Chat client.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chitty",
+    version,
+    about = "The Chitty-Chat client",
+    long_about = "The Chitty-Chat client. `chitty chat -u NAME` joins the chat on a chittyd \
+                  server; every message shows its Lamport time. The client keeps its own Lamport \
+                  clock and appends every received message to a log file."
+)]
+pub struct ChittyCli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ChittyCommand,
+}
+
+/// chitty's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ChittyCommand {
+    /// Join the chat. Lines you type are sent; messages arrive as `[L12] alice: hello`. End of
+    /// input, Ctrl-C or /quit leaves. `/msg ID text` sends a direct message to user ID.
+    Chat(ChatArgs),
+}
+
+/// Options of `chitty chat`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatArgs {
+    /// Your username (1 to 16 characters, no spaces).
+    #[arg(short, long)]
+    pub username: String,
+    /// The server, as host:port.
+    #[arg(
+        short = 'H',
+        long,
+        env = "CHITTY_SERVER",
+        default_value = "localhost:8080"
+    )]
+    pub host: String,
+    /// Append every received message to this file, as `L[12] @ alice: hello`.
+    /// Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/).
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Do not write the client log.
+    #[arg(long, conflicts_with = "log")]
+    pub no_log: bool,
+}
+
+impl ChatArgs {
+    /// The client log to write, if any.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        if self.no_log {
+            return None;
+        }
+        if let Some(log) = &self.log {
+            return Some(log.clone());
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+        Some(state.join("chitty").join(format!("{}.log", self.username)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        ChittyCli::command().debug_assert();
+    }
+}
