@@ -342,3 +342,93 @@ impl AuditWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &std::path::Path, queue: usize) -> AuditConfig {
+        AuditConfig {
+            file: Some(path.to_owned()),
+            journal: false,
+            text: false,
+            queue,
+        }
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_records_the_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (auditor, writer) = open(&config(&path, 2)).unwrap();
+        // The writer is not running yet: the queue holds two records, the rest are dropped.
+        for l in 1..=5 {
+            auditor.record(Record::new(l, "message"));
+        }
+        assert_eq!(auditor.dropped(), 3);
+        let stop = tokio_util::sync::CancellationToken::new();
+        stop.cancel();
+        writer.unwrap().run(stop).await;
+        let records = lines(&path);
+        let events: Vec<_> = records
+            .iter()
+            .map(|r| r["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events, ["message", "message", "audit_dropped"]);
+        assert_eq!(records[2]["count"], 3);
+        assert_eq!(
+            records[2]["lamport"], 2,
+            "the drop record follows the last written one"
+        );
+        assert_eq!(auditor.written(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_file_is_created_0640_and_appended() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for round in 0..2 {
+            let (auditor, writer) = open(&config(&path, 16)).unwrap();
+            let mut r = Record::new(round + 1, "join");
+            r.user = Some("alice".into());
+            auditor.record(r);
+            drop(auditor);
+            writer
+                .unwrap()
+                .run(tokio_util::sync::CancellationToken::new())
+                .await;
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640 & !umask());
+        let records = lines(&path);
+        assert_eq!(records.len(), 2, "the second run appended");
+        let time = records[0]["time"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
+        assert!(time.ends_with('Z'), "UTC: {time}");
+    }
+
+    fn umask() -> u32 {
+        // The process umask can only narrow 0640; read it back from a fresh file.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("probe");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .mode(0o777)
+            .open(&p)
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        !std::fs::metadata(&p).unwrap().permissions().mode() & 0o777
+    }
+}

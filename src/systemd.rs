@@ -26,15 +26,16 @@ fn notify(states: &[NotifyState<'_>]) {
 /// The STATUS= line: what an operator sees in `systemctl status chitty`.
 pub fn status_line(hub: &Hub) -> String {
     format!(
-        "serving {} participants; Lamport time {}",
+        "participants: {}; Lamport time: {}",
         hub.participants(),
         hub.clock().now()
     )
 }
 
-/// READY=1 with a first status; called once every listener is bound.
-pub fn notify_ready(hub: &Hub) {
-    notify(&[NotifyState::Ready, NotifyState::Status(&status_line(hub))]);
+/// READY=1 with a first status naming the bound address; called once every listener is bound.
+pub fn notify_ready(hub: &Hub, listening: &str) {
+    let status = format!("listening on {listening}; {}", status_line(hub));
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// STOPPING=1, at the start of shutdown.

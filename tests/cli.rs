@@ -3,42 +3,12 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+mod common;
 
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-/// Starts the chittyd binary on an ephemeral port and reads the bound address from its log.
-async fn chittyd(extra: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
-        .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chittyd");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().to_owned();
-            }
-        }
-        panic!("chittyd exited before listening");
-    })
-    .await
-    .expect("chittyd did not start");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    Daemon { child, addr }
-}
+use common::daemon::{Daemon, PATIENCE};
 
 fn chitty(addr: &str, name: &str, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_chitty"))
@@ -67,7 +37,7 @@ async fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> St
 
 #[tokio::test]
 async fn two_line_mode_clients_chat_through_chittyd() {
-    let daemon = chittyd(&[]).await;
+    let daemon = Daemon::start(&[], &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let (alice_log, bob_log) = (dir.path().join("alice.log"), dir.path().join("bob.log"));
 
@@ -128,30 +98,12 @@ async fn two_line_mode_clients_chat_through_chittyd() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
 
-    stop(daemon).await;
-}
-
-async fn stop(mut daemon: Daemon) -> String {
-    let pid = daemon.child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let mut stdout = String::new();
-    tokio::io::AsyncReadExt::read_to_string(daemon.child.stdout.as_mut().unwrap(), &mut stdout)
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(PATIENCE, daemon.child.wait())
-        .await
-        .expect("chittyd did not stop on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "chittyd exited with {status}");
-    stdout
+    daemon.stop().await;
 }
 
 #[tokio::test]
 async fn chitty_exit_codes_say_what_went_wrong() {
-    let daemon = chittyd(&[]).await;
+    let daemon = Daemon::start(&[], &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = chitty(&daemon.addr, "taken", &dir.path().join("1.log"));
     let mut first_out = BufReader::new(first.stdout.take().unwrap()).lines();
@@ -170,7 +122,7 @@ async fn chitty_exit_codes_say_what_went_wrong() {
 
     drop(first.stdin.take());
     assert!(first.wait().await.unwrap().success());
-    let audit = stop(daemon).await;
+    let audit = daemon.stop().await;
     // By hand, the audit trail goes to standard output.
     let events: Vec<serde_json::Value> = audit
         .lines()

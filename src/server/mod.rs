@@ -146,13 +146,11 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
 
-        systemd::notify_ready(&hub);
-        tracing::info!(
-            "chittyd listening on {}",
-            listener
-                .local_addr()
-                .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
-        );
+        let listening = listener
+            .local_addr()
+            .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        tracing::info!("chittyd listening on {listening}");
+        systemd::notify_ready(&hub, &listening);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

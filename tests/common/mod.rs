@@ -2,6 +2,8 @@
 //! plain gRPC clients built from the generated code.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use chitty::hub::Hub;
 use chitty::pb::{self, chat_client::ChatClient, chat_event, chat_message::Kind};
 use chitty::server::{Server, ServerConfig};

@@ -1,0 +1,75 @@
+//! The chittyd binary as a separate process, for what only a process has: signals, exit status,
+//! standard output, sd_notify and journald.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Daemon {
+    /// Starts chittyd on an ephemeral port (logging to stderr) and reads the bound address
+    /// from its log.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
+            .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chittyd");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    return rest.trim().to_owned();
+                }
+            }
+            panic!("chittyd exited before listening");
+        })
+        .await
+        .expect("chittyd did not start");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        Daemon { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("chittyd already exited");
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns what chittyd wrote to standard output.
+    pub async fn stop(mut self) -> String {
+        let mut stdout = self.child.stdout.take().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).await.unwrap();
+            out
+        });
+        self.signal("TERM");
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("chittyd did not stop on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "chittyd exited with {status}");
+        reader.await.unwrap()
+    }
+}
