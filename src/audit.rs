@@ -396,8 +396,6 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        std::fs::write(&path, "").unwrap();
-        std::fs::remove_file(&path).unwrap();
         for round in 0..2 {
             let (auditor, writer) = open(&config(&path, 16)).unwrap();
             let mut r = Record::new(round + 1, "join");
@@ -424,6 +422,7 @@ mod tests {
         let p = dir.path().join("probe");
         std::fs::OpenOptions::new()
             .create(true)
+            .truncate(true)
             .write(true)
             .mode(0o777)
             .open(&p)
