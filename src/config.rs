@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where chittyd puts its admin socket, and where chittyctl looks, unless told otherwise.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/chitty/admin.sock";
+
 /// Where logs (and, under systemd, audit entries) go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogTarget {
@@ -88,6 +91,17 @@ pub struct DaemonArgs {
     #[arg(long, env = "CHITTY_AUDIT_QUEUE", default_value_t = DEFAULT_QUEUE, value_name = "RECORDS")]
     pub audit_queue: usize,
 
+    /// The admin socket (for chittyctl), created mode 0660; "none" serves no admin interface.
+    /// A socket left by a crashed chittyd is replaced; one a running chittyd answers on is not.
+    /// If the default cannot be created (running by hand without permission for /run/chitty),
+    /// chittyd warns and runs without it; a path given explicitly must work.
+    #[arg(long, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, env = "CHITTY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Where logs go.
     #[arg(long, env = "CHITTY_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
     pub log_target: LogTarget,
@@ -135,6 +149,13 @@ impl DaemonArgs {
                 text: self.audit_text,
                 queue: self.audit_queue,
             },
+            admin_socket: match &self.admin_socket {
+                Some(p) if p.as_os_str() == "none" => None,
+                Some(p) => Some(p.clone()),
+                None => Some(PathBuf::from(DEFAULT_ADMIN_SOCKET)),
+            },
+            admin_optional: self.admin_socket.is_none(),
+            metrics_listen: self.metrics_listen,
         }
     }
 }

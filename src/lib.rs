@@ -8,6 +8,8 @@
 //! - [`server`]: chittyd's listeners and transports (`chat` gRPC, shutdown glue).
 //! - [`systemd`]: sd_notify and journald integration.
 //! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode.
+//! - [`metrics`]: Prometheus exposition of the hub's counters.
+//! - [`ctl`]: chittyctl: its command line and the admin client.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
 //! - [`pb`]: the generated protobuf code.
 
@@ -15,7 +17,9 @@ pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod hub;
+pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod systemd;

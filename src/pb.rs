@@ -3,3 +3,11 @@
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
 tonic::include_proto!("chitty_chat");
+
+/// The admin service (`chitty_admin`), served on the Unix socket only.
+pub mod admin {
+    tonic::include_proto!("chitty_admin");
+}
+
+/// The encoded descriptor set of `chitty_chat`, for gRPC server reflection.
+pub const CHAT_DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("chitty_chat_descriptor");

@@ -82,3 +82,44 @@ async fn python_grpcio_participant_chats_with_a_tonic_participant() {
     assert!(out.1.contains("@ rusty: hello from rust"), "{}", out.1);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn python_checks_health_and_reflection() {
+    use chitty::server::ServerConfig;
+    use tokio::io::AsyncBufReadExt;
+    let server = common::start(ServerConfig {
+        shutdown_grace: std::time::Duration::from_secs(1),
+        ..ServerConfig::default()
+    })
+    .await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = tokio::process::Command::new(python())
+        .arg(format!("{root}/tests/interop/health_reflection.py"))
+        .arg(server.addr.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
+        .await
+        .expect("python health check hung")
+        .unwrap();
+    assert_eq!(
+        first.as_deref(),
+        Some("SERVING"),
+        "see python's stderr above"
+    );
+    // While shutting down, the health service says NOT_SERVING to the open watch.
+    server.stop.cancel();
+    let next = tokio::time::timeout(common::PATIENCE, lines.next_line())
+        .await
+        .expect("no NOT_SERVING")
+        .unwrap();
+    assert_eq!(next.as_deref(), Some("NOT_SERVING"));
+    assert!(child.wait().await.unwrap().success());
+    tokio::time::timeout(common::PATIENCE, server.task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -53,13 +53,16 @@ impl ClientError {
 
 fn describe(status: &tonic::Status) -> String {
     use tonic::Code::*;
+    if status.code() == Aborted {
+        // "removed by an operator: REASON" says it all.
+        return status.message().to_owned();
+    }
     let what = match status.code() {
         AlreadyExists => "name taken",
         InvalidArgument => "refused",
         PermissionDenied => "not allowed",
         FailedPrecondition => "protocol error",
         ResourceExhausted => "disconnected",
-        Aborted => "removed",
         Unavailable => "server unavailable",
         _ => "server error",
     };

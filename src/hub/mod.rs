@@ -99,6 +99,8 @@ pub struct Stats {
     pub kicks: AtomicU64,
     /// Events sequenced (each took a Lamport time).
     pub events: AtomicU64,
+    /// Time each broadcast took to sequence, encode and queue to every recipient.
+    pub fanout: crate::metrics::Histogram,
 }
 
 /// A connected participant, as the admin interface lists it.
@@ -657,6 +659,7 @@ impl Hub {
     /// Fan-out: encodes `d` once per wire form in use and pushes the same bytes to every
     /// participant in the room.
     fn broadcast(&self, state: &mut State, d: &Delivery<'_>) {
+        let started = Instant::now();
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let mut protobuf = None;
         let mut json = None;
@@ -682,6 +685,7 @@ impl Hub {
         self.stats
             .deliveries
             .fetch_add(delivered, Ordering::Relaxed);
+        self.stats.fanout.observe(started.elapsed());
     }
 
     /// Pushes one frame to one session, under the same overflow rule as `broadcast`.

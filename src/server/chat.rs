@@ -44,8 +44,11 @@ impl ChatService {
     }
 }
 
+/// The Chat service's full name, for routing and the health service.
+pub const CHAT_SERVICE: &str = "chitty_chat.Chat";
+
 impl NamedService for ChatService {
-    const NAME: &'static str = "chitty_chat.Chat";
+    const NAME: &'static str = CHAT_SERVICE;
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for ChatService {

@@ -5,6 +5,7 @@
 //! connection is tracked for a bounded graceful shutdown, and a failing `accept` (out of file
 //! descriptors) backs off instead of spinning.
 
+pub mod admin;
 pub mod chat;
 
 use crate::audit::{self, AuditConfig, AuditError};
@@ -15,12 +16,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
 use tower::ServiceExt;
 
 /// What the server tells participants when it stops.
@@ -46,6 +49,13 @@ pub struct ServerConfig {
     pub hub: HubConfig,
     /// The audit trail's sinks.
     pub audit: AuditConfig,
+    /// Where the admin socket goes; `None` serves no admin interface.
+    pub admin_socket: Option<PathBuf>,
+    /// Whether failing to create the admin socket only warns (the built-in default path, which
+    /// a user running chittyd by hand may not be allowed to create) instead of failing.
+    pub admin_optional: bool,
+    /// Address of the Prometheus endpoint; `None` (the default) serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +66,9 @@ impl Default for ServerConfig {
             max_frame: 4096,
             hub: HubConfig::default(),
             audit: AuditConfig::default(),
+            admin_socket: None,
+            admin_optional: false,
+            metrics_listen: None,
         }
     }
 }
@@ -74,12 +87,25 @@ pub enum ServerError {
     /// The audit trail could not be opened.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The admin socket could not be set up.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    /// The metrics port could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// A bound, not yet serving chittyd.
 pub struct Server {
     config: ServerConfig,
     listener: TcpListener,
+    admin: Option<(UnixListener, PathBuf)>,
+    metrics: Option<TcpListener>,
     hub: Arc<Hub>,
     audit_writer: Option<audit::AuditWriter>,
 }
@@ -95,10 +121,31 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let admin = match &config.admin_socket {
+            None => None,
+            Some(path) => match admin::bind(path) {
+                Ok(l) => Some((l, path.clone())),
+                Err(e) if config.admin_optional => {
+                    tracing::warn!("{e}; serving without the admin interface (see --admin-socket)");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Metrics { addr, source })?,
+            ),
+        };
         let hub = Hub::new(config.hub.clone(), auditor);
         Ok(Server {
             config,
             listener,
+            admin,
+            metrics,
             hub,
             audit_writer,
         })
@@ -107,6 +154,16 @@ impl Server {
     /// The bound chat address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The admin socket's path, if one is served.
+    pub fn admin_socket(&self) -> Option<&std::path::Path> {
+        self.admin.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// The bound metrics address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The hub, for callers that embed the server.
@@ -126,16 +183,38 @@ impl Server {
         let Server {
             config,
             listener,
+            admin,
+            metrics,
             hub,
             audit_writer,
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
+        let mut side_tasks = JoinSet::new();
+        if let Some((listener, path)) = admin {
+            side_tasks.spawn(serve_admin(
+                listener,
+                path,
+                Arc::clone(&hub),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(listener) = metrics {
+            side_tasks.spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(&hub),
+                shutdown.clone(),
+            ));
+        }
 
-        let router =
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(chat::CHAT_SERVICE, ServingStatus::Serving)
+            .await;
+        let routes =
             tonic::service::Routes::new(chat::ChatService::new(Arc::clone(&hub), config.max_frame))
-                .prepare()
-                .into_axum_router();
+                .add_service(health_service);
+        let router = add_reflection(routes).prepare().into_axum_router();
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http2()
@@ -186,6 +265,12 @@ impl Server {
         }
 
         systemd::notify_stopping();
+        health
+            .set_service_status(chat::CHAT_SERVICE, ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         drop(listener);
         let ended = hub.shutdown(SHUTDOWN_NOTICE);
         tracing::info!("shutting down: ended {ended} sessions");
@@ -200,10 +285,56 @@ impl Server {
             );
         }
         connections.shutdown().await;
+        while side_tasks.join_next().await.is_some() {}
         audit_stop.cancel();
         if let Some(task) = audit_task {
             let _ = task.await;
         }
         tracing::info!("chittyd stopped at Lamport time {}", hub.clock().now());
+    }
+}
+
+/// Serves the admin service on its socket until `stop`, then removes the socket file.
+async fn serve_admin(
+    listener: UnixListener,
+    path: PathBuf,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) {
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let service = crate::pb::admin::admin_server::AdminServer::new(admin::AdminService::new(hub));
+    tracing::info!("admin interface on {}", path.display());
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stop.cancelled())
+        .await
+    {
+        tracing::error!("admin interface failed: {e}");
+    }
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!("removing admin socket {}: {e}", path.display());
+    }
+}
+
+/// Server reflection (v1 and v1alpha), so grpcurl and friends work without our proto files.
+fn add_reflection(routes: tonic::service::Routes) -> tonic::service::Routes {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::CHAT_DESCRIPTOR)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let routes = match builder().build_v1() {
+        Ok(v1) => routes.add_service(v1),
+        Err(e) => {
+            tracing::error!("reflection v1 unavailable: {e}");
+            routes
+        }
+    };
+    match builder().build_v1alpha() {
+        Ok(v1alpha) => routes.add_service(v1alpha),
+        Err(e) => {
+            tracing::error!("reflection v1alpha unavailable: {e}");
+            routes
+        }
     }
 }

@@ -20,6 +20,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub admin: Option<std::path::PathBuf>,
+    pub metrics: Option<SocketAddr>,
     pub hub: Arc<Hub>,
     pub stop: CancellationToken,
     pub task: JoinHandle<()>,
@@ -30,11 +32,15 @@ pub async fn start(mut config: ServerConfig) -> TestServer {
     config.listen = "127.0.0.1:0".parse().unwrap();
     let server = Server::bind(config).await.expect("bind chittyd");
     let addr = server.local_addr();
+    let admin = server.admin_socket().map(|p| p.to_owned());
+    let metrics = server.metrics_addr();
     let hub = Arc::clone(server.hub());
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
     TestServer {
         addr,
+        admin,
+        metrics,
         hub,
         stop,
         task,
@@ -68,7 +74,7 @@ impl TestServer {
     pub async fn join(&self, name: &str) -> Raw {
         let mut raw = self.open().await;
         raw.send_join(name).await;
-        raw.until_joined(name).await;
+        raw.id = raw.until_joined(name).await.sender_id;
         raw
     }
 }
@@ -177,15 +183,10 @@ impl Raw {
         }
     }
 
-    /// Reads up to the join notice for `name`, learning our id from it.
+    /// Reads up to the join notice for `name` (whose `sender_id` is that participant's id).
     pub async fn until_joined(&mut self, name: &str) -> pb::ChatMessage {
-        loop {
-            let m = self.expect_msg().await;
-            if m.kind == Kind::Join as i32 && m.subject == name {
-                self.id = m.sender_id;
-                return m;
-            }
-        }
+        self.until(|m| m.kind == Kind::Join as i32 && m.subject == name)
+            .await
     }
 
     /// Reads until a message satisfying `pred` arrives.

@@ -1,0 +1,76 @@
+//! chittyctl's command line, in the library so its man page and completions come from the same
+//! definition.
+
+use crate::config::DEFAULT_ADMIN_SOCKET;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Manage a running chittyd.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chittyctl",
+    version,
+    about = "Manage a running chittyd over its admin socket",
+    long_about = "Manage a running chittyd: list the connected participants, remove one, read the \
+                  Lamport clock and the counters, announce something to everyone. chittyctl talks \
+                  to chittyd's admin gRPC service on a Unix socket (mode 0660): root and members \
+                  of the socket's group (chitty-admin in the packaged service) may use it. Every \
+                  action is recorded in chittyd's audit trail with your uid and pid.",
+    after_help = "Exit status: 0 success, 1 other failure, 2 usage error (also a request chittyd \
+                  refuses as invalid), 3 chittyd cannot be reached (not running, wrong socket, \
+                  no permission), 4 no such participant."
+)]
+pub struct CtlCli {
+    /// chittyd's admin socket.
+    #[arg(long, global = true, env = "CHITTY_ADMIN_SOCKET", default_value = DEFAULT_ADMIN_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Print JSON with stable field names instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// chittyctl's subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// List every connected participant: id, name, transport, address, since when, Lamport time
+    /// of its join, messages sent and received, backlog, idle time.
+    Users,
+    /// Remove a participant: its stream ends with the reason, everyone sees it leave, and the
+    /// audit trail records who did it.
+    Kick {
+        /// The participant's username.
+        name: String,
+        /// Why (shown to the participant and everyone else, and audited).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Keep the name from rejoining for this long (e.g. 10m, 1h30m).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        ban: Option<Duration>,
+    },
+    /// Show the Lamport clock, uptime, participants and events processed.
+    Clock,
+    /// Show the counters: connections, messages, deliveries, slow consumers, rejections, audit.
+    Stats,
+    /// Send a notice from SERVER to every participant.
+    Announce {
+        /// The text (1 to 128 characters).
+        text: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        CtlCli::command().debug_assert();
+    }
+}

@@ -1,0 +1,323 @@
+//! chittyctl: the admin client. Connects to chittyd's admin socket, runs one call, and prints the
+//! answer for people (aligned text) or scripts (`--json`, stable field names).
+
+pub mod cli;
+
+use crate::pb::admin::{self as pb, admin_client::AdminClient};
+use cli::{CtlCli, CtlCommand};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why chittyctl failed; each kind has its own exit status.
+#[derive(Debug, Error)]
+pub enum CtlError {
+    /// The admin socket cannot be reached.
+    #[error("cannot reach chittyd at {path}: {why}")]
+    Unreachable {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong and what to check.
+        why: String,
+    },
+    /// The participant does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// chittyd refused the request as invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CtlError {
+    /// The exit status for this error (see `chittyctl --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Failed(_) => 1,
+            CtlError::Invalid(_) => 2,
+            CtlError::Unreachable { .. } => 3,
+            CtlError::NotFound(_) => 4,
+        }
+    }
+}
+
+impl From<tonic::Status> for CtlError {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            tonic::Code::NotFound => CtlError::NotFound(s.message().to_owned()),
+            tonic::Code::InvalidArgument => CtlError::Invalid(s.message().to_owned()),
+            _ => CtlError::Failed(format!("chittyd answered {:?}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+fn unreachable(path: &Path, e: &io::Error) -> CtlError {
+    let why = match e.kind() {
+        io::ErrorKind::NotFound => {
+            "no such socket; is chittyd running (systemctl status chitty), and is this its \
+             --admin-socket?"
+                .to_owned()
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied; run as root or as a member of the socket's group \
+             (chitty-admin for the packaged service)"
+                .to_owned()
+        }
+        io::ErrorKind::ConnectionRefused => {
+            "nobody is listening (a stale socket); is chittyd running?".to_owned()
+        }
+        _ => format!("{e}; is chittyd running?"),
+    };
+    CtlError::Unreachable {
+        path: path.to_owned(),
+        why,
+    }
+}
+
+/// Connects to the admin socket, telling apart the reasons it may fail.
+pub async fn connect(path: &Path) -> Result<AdminClient<Channel>, CtlError> {
+    // A direct connect first, so the error names the real cause (tonic's would not).
+    drop(
+        tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| unreachable(path, &e))?,
+    );
+    let socket = path.to_owned();
+    let channel = Endpoint::from_static("http://chittyd.admin")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+        .map_err(|e| CtlError::Unreachable {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
+    Ok(AdminClient::new(channel))
+}
+
+/// Runs one command, writing its output to `out`.
+pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
+    let mut admin = connect(&cli.socket).await?;
+    let written = match &cli.command {
+        CtlCommand::Users => {
+            let users = admin
+                .list_users(pb::ListUsersRequest {})
+                .await?
+                .into_inner()
+                .users;
+            print_users(&users, cli.json, out)
+        }
+        CtlCommand::Kick { name, reason, ban } => {
+            let reply = admin
+                .kick(pb::KickRequest {
+                    username: name.clone(),
+                    reason: reason.clone().unwrap_or_default(),
+                    ban_seconds: ban.map_or(0, |d| d.as_secs().max(1)),
+                })
+                .await?
+                .into_inner();
+            let id = reply.user.map_or(0, |u| u.id);
+            let ban_seconds = ban.map_or(0, |d| d.as_secs().max(1));
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"kicked": name, "id": id, "reason": reason, "ban_seconds": ban_seconds})
+                )
+            } else if ban_seconds > 0 {
+                writeln!(
+                    out,
+                    "kicked {name} (#{id}); banned for {}",
+                    human(Duration::from_secs(ban_seconds))
+                )
+            } else {
+                writeln!(out, "kicked {name} (#{id})")
+            }
+        }
+        CtlCommand::Clock => {
+            let c = admin.clock(pb::ClockRequest {}).await?.into_inner();
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"lamport": c.lamport, "uptime_seconds": c.uptime_seconds,
+                           "participants": c.participants, "events": c.events})
+                )
+            } else {
+                write_pairs(
+                    out,
+                    &[
+                        ("Lamport time", c.lamport.to_string()),
+                        ("Uptime", human(Duration::from_secs(c.uptime_seconds))),
+                        ("Participants", c.participants.to_string()),
+                        ("Events", c.events.to_string()),
+                    ],
+                )
+            }
+        }
+        CtlCommand::Stats => {
+            let s = admin.stats(pb::StatsRequest {}).await?.into_inner();
+            let pairs = [
+                ("participants", u64::from(s.participants)),
+                ("lamport", s.lamport),
+                ("uptime_seconds", s.uptime_seconds),
+                ("connections_total", s.connections_total),
+                ("joins_total", s.joins_total),
+                ("messages_in_total", s.messages_in_total),
+                ("direct_in_total", s.direct_in_total),
+                ("deliveries_total", s.deliveries_total),
+                (
+                    "slow_consumer_disconnects_total",
+                    s.slow_consumer_disconnects_total,
+                ),
+                ("rejected_inputs_total", s.rejected_inputs_total),
+                ("kicks_total", s.kicks_total),
+                ("events_total", s.events_total),
+                ("audit_records_written_total", s.audit_records_written_total),
+                ("audit_records_dropped_total", s.audit_records_dropped_total),
+            ];
+            if cli.json {
+                let map: serde_json::Map<_, _> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::Object(map))
+            } else {
+                let text: Vec<_> = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                write_pairs(out, &text)
+            }
+        }
+        CtlCommand::Announce { text } => {
+            let reply = admin
+                .announce(pb::AnnounceRequest { text: text.clone() })
+                .await?
+                .into_inner();
+            if cli.json {
+                writeln!(out, "{}", json!({"lamport": reply.lamport}))
+            } else {
+                writeln!(out, "announced at Lamport time {}", reply.lamport)
+            }
+        }
+    };
+    // A closed pipe (`chittyctl users | head`) is not a failure.
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(CtlError::Failed(format!("writing output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn ago(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    human(SystemTime::now().duration_since(t).unwrap_or_default())
+}
+
+/// A duration in whole seconds, as people write it (`1h 2m 3s`).
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn print_users(users: &[pb::User], json: bool, out: &mut impl Write) -> io::Result<()> {
+    if json {
+        let list: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.id,
+                    "username": u.username,
+                    "transport": u.transport,
+                    "peer": u.peer,
+                    "connected_since": rfc3339(u.connected_since_ms),
+                    "joined_lamport": u.joined_lamport,
+                    "sent": u.messages_sent,
+                    "received": u.messages_received,
+                    "backlog": u.backlog,
+                    "last_activity": rfc3339(u.last_activity_ms),
+                })
+            })
+            .collect();
+        return writeln!(out, "{}", serde_json::Value::Array(list));
+    }
+    let mut rows = vec![
+        [
+            "ID",
+            "NAME",
+            "TRANSPORT",
+            "PEER",
+            "CONNECTED",
+            "JOINED",
+            "SENT",
+            "RECEIVED",
+            "BACKLOG",
+            "IDLE",
+        ]
+        .map(str::to_owned),
+    ];
+    for u in users {
+        rows.push([
+            u.id.to_string(),
+            if u.username.is_empty() {
+                "-".to_owned()
+            } else {
+                u.username.clone()
+            },
+            u.transport.clone(),
+            u.peer.clone(),
+            ago(u.connected_since_ms),
+            format!("L{}", u.joined_lamport),
+            u.messages_sent.to_string(),
+            u.messages_received.to_string(),
+            u.backlog.to_string(),
+            ago(u.last_activity_ms),
+        ]);
+    }
+    write_table(out, &rows)?;
+    writeln!(out, "{} connected", users.len())
+}
+
+/// Writes rows with every column padded to its widest cell.
+fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> io::Result<()> {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn write_pairs(out: &mut impl Write, pairs: &[(&str, String)]) -> io::Result<()> {
+    let rows: Vec<[String; 2]> = pairs
+        .iter()
+        .map(|(k, v)| [format!("{k}:"), v.clone()])
+        .collect();
+    write_table(out, &rows)
+}

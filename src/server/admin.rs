@@ -1,0 +1,205 @@
+//! The admin gRPC service (`chitty_admin.Admin`), served only on a Unix domain socket.
+//!
+//! The socket is the security boundary: it is created 0660, so only its owner and group (root and
+//! the admin group under the packaged unit) can connect, and every call is audited with the
+//! caller's uid and pid from SO_PEERCRED. There is no TCP listener for it.
+
+use crate::hub::{Hub, UserInfo, rules};
+use crate::pb::admin::{self as pb, admin_server::Admin};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::net::UnixListener;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+
+/// Why the admin socket could not be set up.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// Another chittyd answers on the socket.
+    #[error("admin socket {0} is in use by a running chittyd; not taking it over")]
+    InUse(PathBuf),
+    /// Something other than a socket is at the path.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    /// Creating, binding or setting its mode failed.
+    #[error("cannot create admin socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Binds the admin socket at `path`, mode 0660. A stale socket left by a crash (nobody answers
+/// on it) is replaced; one that a live chittyd answers on is not.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    let io_err = |source| AdminError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(AdminError::NotASocket(path.to_owned()));
+        }
+        Ok(_) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(AdminError::InUse(path.to_owned()));
+            }
+            tracing::info!("replacing stale admin socket {}", path.display());
+            std::fs::remove_file(path).map_err(io_err)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    // Bound with the process umask (which at worst leaves out group write), then opened to the
+    // group: nobody else can ever connect.
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// The admin service.
+pub struct AdminService {
+    hub: Arc<Hub>,
+}
+
+impl AdminService {
+    /// Serves `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        AdminService { hub }
+    }
+}
+
+/// Who is calling, from the socket's peer credentials.
+fn actor<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|c| c.peer_cred)
+        .map_or_else(
+            || "unknown".to_owned(),
+            |c| match c.pid() {
+                Some(pid) => format!("uid={} pid={pid}", c.uid()),
+                None => format!("uid={}", c.uid()),
+            },
+        )
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn user(u: UserInfo) -> pb::User {
+    pb::User {
+        id: u.id,
+        username: u.name,
+        transport: u.transport.as_str().to_owned(),
+        peer: u.peer,
+        connected_since_ms: millis(u.connected_at),
+        joined_lamport: u.joined_lamport,
+        messages_sent: u.sent,
+        messages_received: u.received,
+        backlog: u.backlog as u64,
+        last_activity_ms: millis(u.last_active),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_users(
+        &self,
+        _: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let mut users: Vec<_> = self.hub.users().into_iter().map(user).collect();
+        users.sort_by_key(|u| u.id);
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn kick(
+        &self,
+        req: Request<pb::KickRequest>,
+    ) -> Result<Response<pb::KickResponse>, Status> {
+        let actor = actor(&req);
+        let req = req.into_inner();
+        let reason = if req.reason.trim().is_empty() {
+            "no reason given".to_owned()
+        } else {
+            rules::check_text(&req.reason)
+                .map_err(|e| Status::invalid_argument(format!("reason: {e}")))?;
+            req.reason
+        };
+        let ban = (req.ban_seconds > 0).then(|| Duration::from_secs(req.ban_seconds));
+        match self.hub.kick(&req.username, &reason, ban, &actor) {
+            Some(u) => {
+                tracing::info!("{actor} kicked {} ({reason})", req.username);
+                Ok(Response::new(pb::KickResponse {
+                    user: Some(user(u)),
+                }))
+            }
+            None => Err(Status::not_found(format!(
+                "no participant named {:?} is connected",
+                req.username
+            ))),
+        }
+    }
+
+    async fn clock(
+        &self,
+        _: Request<pb::ClockRequest>,
+    ) -> Result<Response<pb::ClockResponse>, Status> {
+        Ok(Response::new(pb::ClockResponse {
+            lamport: self.hub.clock().now(),
+            uptime_seconds: self.hub.uptime().as_secs(),
+            participants: self.hub.participants(),
+            events: self
+                .hub
+                .stats()
+                .events
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }))
+    }
+
+    async fn stats(
+        &self,
+        _: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.hub.stats();
+        Ok(Response::new(pb::StatsResponse {
+            connections_total: s.connections.load(Relaxed),
+            joins_total: s.joins.load(Relaxed),
+            messages_in_total: s.messages_in.load(Relaxed),
+            direct_in_total: s.direct_in.load(Relaxed),
+            deliveries_total: s.deliveries.load(Relaxed),
+            slow_consumer_disconnects_total: s.slow_consumers.load(Relaxed),
+            rejected_inputs_total: s.rejected.load(Relaxed),
+            kicks_total: s.kicks.load(Relaxed),
+            events_total: s.events.load(Relaxed),
+            audit_records_written_total: self.hub.audit().written(),
+            audit_records_dropped_total: self.hub.audit().dropped(),
+            participants: self.hub.participants(),
+            lamport: self.hub.clock().now(),
+            uptime_seconds: self.hub.uptime().as_secs(),
+        }))
+    }
+
+    async fn announce(
+        &self,
+        req: Request<pb::AnnounceRequest>,
+    ) -> Result<Response<pb::AnnounceResponse>, Status> {
+        let actor = actor(&req);
+        let text = req.into_inner().text;
+        rules::check_text(&text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let lamport = self.hub.announce(&text, &actor);
+        tracing::info!("{actor} announced at Lamport time {lamport}");
+        Ok(Response::new(pb::AnnounceResponse { lamport }))
+    }
+}
