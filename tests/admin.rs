@@ -354,3 +354,72 @@ async fn unreachable_daemons_and_stale_or_live_sockets() {
     assert_eq!(out.code, 2);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (server, _audit, _dir) = server_with_admin().await;
+    let socket = server.admin.clone().unwrap();
+    let connect = |query: &'static str| {
+        let url = format!("ws://{}/{query}", server.addr);
+        async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            // The first frame (welcome or join notice) says the session exists.
+            let first = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+            assert!(matches!(first, Some(Ok(Message::Text(_)))));
+            ws
+        }
+    };
+    let mut carol = connect("?username=carol").await;
+    let mut anon = connect("").await;
+
+    let users = json(&chittyctl(&socket, &["users", "--json"]).await);
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(users.iter().all(|u| u["transport"] == "websocket"));
+    let anon_id = users.iter().find(|u| u["username"] == "").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    assert!(users.iter().any(|u| u["username"] == "carol"));
+
+    let out = chittyctl(&socket, &["kick", "carol", "--reason", "off topic"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let frame = next_close(&mut carol).await;
+    assert_eq!(frame.0, 1008);
+    assert!(frame.1.contains("off topic"), "{}", frame.1);
+
+    let out = chittyctl(
+        &socket,
+        &["kick", &format!("#{anon_id}"), "--reason", "bye"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let frame = next_close(&mut anon).await;
+    assert!(
+        frame.1.contains("removed by an operator: bye"),
+        "{}",
+        frame.1
+    );
+    assert_eq!(chittyctl(&socket, &["kick", "#999"]).await.code, 4);
+    assert_eq!(chittyctl(&socket, &["kick", "#x"]).await.code, 2);
+    server.shutdown().await;
+}
+
+async fn next_close<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("no close frame")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}

@@ -123,3 +123,43 @@ async fn python_checks_health_and_reflection() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
+    use chitty::pb::chat_event;
+    use tokio::io::AsyncBufReadExt;
+    let server = start_default().await;
+    let mut rusty = server.join("rusty").await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = tokio::process::Command::new(python())
+        .arg(format!("{root}/tests/interop/ws_direct.py"))
+        .arg(server.addr.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
+        .await
+        .expect("python did not connect")
+        .unwrap()
+        .expect("python exited; see its stderr");
+    let id: u64 = first.strip_prefix("ID ").unwrap().parse().unwrap();
+    rusty
+        .send(Some(chat_event::Event::Message(chat_event::ChatMessage {
+            username: "rusty".into(),
+            message: "ping from grpc".into(),
+            recipient_id: id,
+        })))
+        .await;
+    let reply = rusty.until(|m| m.kind == Kind::Direct as i32).await;
+    assert_eq!(reply.message, "pong from python");
+    assert_eq!(reply.sender_id, id);
+    let done = tokio::time::timeout(common::PATIENCE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.as_deref(), Some("python websocket user done"));
+    assert!(child.wait().await.unwrap().success());
+    server.shutdown().await;
+}

@@ -111,7 +111,9 @@ fn show(out: &mut impl Write, msg: &pb::ChatMessage) {
             msg.timestamp, msg.sender_id
         ),
         Kind::Error => format!("[L{}] ! {text}", msg.timestamp),
-        Kind::Join | Kind::Leave | Kind::Notice => format!("[L{}] * {text}", msg.timestamp),
+        Kind::Join | Kind::Leave | Kind::Notice | Kind::Welcome => {
+            format!("[L{}] * {text}", msg.timestamp)
+        }
     };
     // A closed stdout (a pipe whose reader left) is not an error worth dying for.
     let _ = writeln!(out, "{line}");

@@ -44,7 +44,8 @@ pub enum CtlCommand {
     /// Remove a participant: its stream ends with the reason, everyone sees it leave, and the
     /// audit trail records who did it.
     Kick {
-        /// The participant's username.
+        /// The participant's username, or `#ID` for a user id (which also reaches WebSocket
+        /// users without a username).
         name: String,
         /// Why (shown to the participant and everyone else, and audited).
         #[arg(long, value_name = "TEXT")]

@@ -119,9 +119,19 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
             print_users(&users, cli.json, out)
         }
         CtlCommand::Kick { name, reason, ban } => {
+            let (username, id) = match name.strip_prefix('#').map(str::parse::<u64>) {
+                Some(Ok(id)) => (String::new(), id),
+                Some(Err(_)) => {
+                    return Err(CtlError::Invalid(format!(
+                        "{name:?}: #ID needs a number, like #12"
+                    )));
+                }
+                None => (name.clone(), 0),
+            };
             let reply = admin
                 .kick(pb::KickRequest {
-                    username: name.clone(),
+                    username,
+                    id,
                     reason: reason.clone().unwrap_or_default(),
                     ban_seconds: ban.map_or(0, |d| d.as_secs().max(1)),
                 })

@@ -50,6 +50,12 @@ pub enum SessionError {
     /// The server is shutting down and takes no new participants.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A frame over the configured limit.
+    #[error("frame too large (at most {0} bytes)")]
+    FrameTooLarge(usize),
+    /// A frame the transport cannot read at all (for example text that is not UTF-8).
+    #[error("unreadable frame: {0}")]
+    BadFrame(String),
     /// The server has as many participants as it is configured to take.
     #[error("the server is full ({0} participants); try again later")]
     Full(usize),
@@ -71,6 +77,8 @@ impl SessionError {
             SessionError::Banned { .. } => "banned",
             SessionError::ShuttingDown => "shutdown",
             SessionError::Full(_) => "server_full",
+            SessionError::FrameTooLarge(_) => "frame_too_large",
+            SessionError::BadFrame(_) => "bad_frame",
         }
     }
 }

@@ -48,6 +48,15 @@ impl Default for HubConfig {
     }
 }
 
+/// Whom an operator means.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A participant in the room, by username.
+    Name(&'a str),
+    /// Any session, by user id.
+    Id(u64),
+}
+
 /// How a participant left; recorded in the audit trail and shown in the leave notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaveReason {
@@ -295,7 +304,7 @@ impl Hub {
         if state.names.contains_key(req.username) {
             return Err(SessionError::NameTaken(req.username.to_owned()));
         }
-        if state.room as usize >= self.config.max_participants {
+        if state.sessions.len() >= self.config.max_participants {
             return Err(SessionError::Full(self.config.max_participants));
         }
         let lamport = self.clock.observe(req.timestamp);
@@ -345,6 +354,73 @@ impl Hub {
         Ok(id)
     }
 
+    /// Registers a direct-message-only session (a WebSocket user without a username): it gets
+    /// its id from the one sequence and a welcome frame carrying it, but no broadcasts.
+    pub(crate) fn connect_direct(
+        &self,
+        transport: Transport,
+        peer: &Arc<str>,
+        outbox: &Outbox,
+        connected_at: SystemTime,
+    ) -> Result<u64, SessionError> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(SessionError::ShuttingDown);
+        }
+        if state.sessions.len() >= self.config.max_participants {
+            return Err(SessionError::Full(self.config.max_participants));
+        }
+        let lamport = self.clock.tick();
+        let id = self.next_id();
+        let pos = state.sessions.len();
+        state.index.insert(id, pos);
+        state.sessions.push(Session {
+            id,
+            name: String::new(),
+            transport,
+            peer: Arc::clone(peer),
+            outbox: outbox.clone(),
+            in_room: false,
+            connected_at,
+            joined_lamport: lamport,
+            sent: 0,
+            received: 0,
+            last_active: SystemTime::now(),
+        });
+        self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            self.audit
+                .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
+        }
+        let text = format!("you are user {id}");
+        let frame = Delivery {
+            lamport,
+            kind: Kind::Welcome,
+            from: SERVER_NAME,
+            sender_id: id,
+            recipient_id: id,
+            subject: "",
+            text: &text,
+            participants: state.room,
+        }
+        .encode(transport);
+        self.deliver_to(&mut state, pos, frame);
+        self.settle(&mut state);
+        Ok(id)
+    }
+
+    /// Input a transport could not even parse (malformed JSON, a binary frame): refused with a
+    /// private error like any other bad input, so it is audited and takes its place in the order.
+    pub(crate) fn refuse(&self, id: u64, timestamp: u64, why: &str, recipient: u64) {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        self.refuse_text(&mut state, pos, lamport, recipient, why, "");
+        self.settle(&mut state);
+    }
+
     /// A broadcast chat message from session `id`. Text that breaks the rules is refused with a
     /// private notice to the sender alone, and its session continues.
     pub(crate) fn message(&self, id: u64, timestamp: u64, text: &str) {
@@ -353,8 +429,17 @@ impl Hub {
             return;
         };
         let lamport = self.clock.observe(timestamp);
-        if let Err(e) = rules::check_text(text) {
-            self.refuse_text(&mut state, pos, lamport, 0, &e.to_string(), text);
+        let refused = if !state.sessions[pos].in_room {
+            Some(
+                "you are not in the broadcast room (connect with ?username=NAME to join it); \
+                 send direct messages with a recipient_id"
+                    .to_owned(),
+            )
+        } else {
+            rules::check_text(text).err().map(|e| e.to_string())
+        };
+        if let Some(why) = refused {
+            self.refuse_text(&mut state, pos, lamport, 0, &why, text);
             self.settle(&mut state);
             return;
         }
@@ -448,7 +533,7 @@ impl Hub {
         if self.audit.enabled() {
             let mut r = self.audit_for(s, lamport, "reject");
             r.reason = Some(why.to_owned());
-            r.len = Some(text.chars().count());
+            r.len = (!text.is_empty()).then(|| text.chars().count());
             r.recipient = (recipient != 0).then_some(recipient);
             self.audit.record(r);
         }
@@ -508,18 +593,22 @@ impl Hub {
         true
     }
 
-    /// Removes an operator-chosen participant by name (`None` if nobody has it), optionally
-    /// banning the name for a while. `actor` says who did it, for the audit trail.
+    /// Removes an operator-chosen session (`None` if there is none), optionally banning its name
+    /// for a while. `actor` says who did it, for the audit trail.
     pub fn kick(
         &self,
-        name: &str,
+        who: Target<'_>,
         reason: &str,
         ban: Option<Duration>,
         actor: &str,
     ) -> Option<UserInfo> {
         let mut state = self.lock();
-        let id = *state.names.get(name)?;
-        let pos = state.index[&id];
+        let id = match who {
+            Target::Name(name) => *state.names.get(name)?,
+            Target::Id(id) => id,
+        };
+        let &pos = state.index.get(&id)?;
+        let name = state.sessions[pos].name.clone();
         let s = &state.sessions[pos];
         let info = s.info();
         let lamport = self.clock.tick();
@@ -531,8 +620,8 @@ impl Hub {
             r.count = ban.map(|d| d.as_secs());
             self.audit.record(r);
         }
-        if let Some(ban) = ban {
-            state.bans.insert(name.to_owned(), Instant::now() + ban);
+        if let Some(ban) = ban.filter(|_| !name.is_empty()) {
+            state.bans.insert(name, Instant::now() + ban);
         }
         let lamport = self.clock.tick();
         self.remove(

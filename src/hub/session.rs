@@ -35,6 +35,14 @@ pub enum Event<'a> {
     },
     /// An event with nothing in it.
     Empty,
+    /// Input the transport could not turn into an event (malformed JSON, a wrong type, a binary
+    /// frame); refused privately, the session continues.
+    Invalid {
+        /// What was wrong, for the participant.
+        reason: &'a str,
+        /// The recipient the input named, if it could tell.
+        recipient: u64,
+    },
 }
 
 /// Whether the transport should keep reading from the participant.
@@ -73,6 +81,26 @@ impl SessionHandle {
         }
     }
 
+    /// Registers a direct-message-only session at once (it has an id before any event).
+    pub fn connect_direct(&mut self) -> Result<u64, SessionError> {
+        let id =
+            self.hub
+                .connect_direct(self.transport, &self.peer, &self.outbox, self.connected_at);
+        match id {
+            Ok(id) => {
+                self.joined = Some((id, String::new()));
+                Ok(id)
+            }
+            Err(e) => {
+                self.ended = true;
+                self.hub
+                    .record_violation(None, "", &self.peer, self.transport, 0, &e);
+                self.outbox.end(Ending::Error(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
     /// The session's user id, once joined.
     pub fn id(&self) -> Option<u64> {
         self.joined.as_ref().map(|(id, _)| *id)
@@ -93,6 +121,11 @@ impl SessionHandle {
         }
         match (event, &self.joined) {
             (Event::Empty, _) => self.fail(timestamp, SessionError::EmptyEvent),
+            (Event::Invalid { reason, recipient }, Some((id, _))) => {
+                self.hub.refuse(*id, timestamp, reason, recipient);
+                Flow::Continue
+            }
+            (Event::Invalid { .. }, None) => Flow::Continue,
             (Event::Join { username }, None) => {
                 let joined = self.hub.join(JoinRequest {
                     username,
@@ -162,6 +195,14 @@ impl SessionHandle {
                 self.hub.leave(*id, LeaveReason::Disconnect, 0);
             }
             None => self.outbox.end(Ending::Clean),
+        }
+    }
+
+    /// Ends the session for abuse the transport detected itself (an oversized or unreadable
+    /// frame): audited, announced, and the reason goes out through the outbox.
+    pub fn violation(&mut self, err: SessionError) {
+        if !self.ended {
+            self.fail(0, err);
         }
     }
 

@@ -123,6 +123,7 @@ impl Delivery<'_> {
             error: error.then_some(self.text),
             participants: matches!(self.kind, Kind::Join | Kind::Leave)
                 .then_some(self.participants),
+            user_id: (self.kind == Kind::Welcome).then_some(self.sender_id),
         };
         // Serializing a struct of strings and numbers into a Vec cannot fail.
         Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
@@ -138,6 +139,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Notice => "notice",
         Kind::Error => "error",
         Kind::Direct => "direct",
+        Kind::Welcome => "welcome",
     }
 }
 
@@ -159,6 +161,9 @@ struct JsonFrame<'a> {
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     participants: Option<u32>,
+    /// On the welcome frame: the id the server assigned to this connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<u64>,
 }
 
 #[cfg(test)]

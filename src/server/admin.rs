@@ -4,7 +4,7 @@
 //! the admin group under the packaged unit) can connect, and every call is audited with the
 //! caller's uid and pid from SO_PEERCRED. There is no TCP listener for it.
 
-use crate::hub::{Hub, UserInfo, rules};
+use crate::hub::{Hub, Target, UserInfo, rules};
 use crate::pb::admin::{self as pb, admin_server::Admin};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -137,13 +137,22 @@ impl Admin for AdminService {
             req.reason
         };
         let ban = (req.ban_seconds > 0).then(|| Duration::from_secs(req.ban_seconds));
-        match self.hub.kick(&req.username, &reason, ban, &actor) {
+        let who = if req.username.is_empty() {
+            Target::Id(req.id)
+        } else {
+            Target::Name(&req.username)
+        };
+        match self.hub.kick(who, &reason, ban, &actor) {
             Some(u) => {
-                tracing::info!("{actor} kicked {} ({reason})", req.username);
+                tracing::info!("{actor} kicked {} #{} ({reason})", u.name, u.id);
                 Ok(Response::new(pb::KickResponse {
                     user: Some(user(u)),
                 }))
             }
+            None if req.username.is_empty() => Err(Status::not_found(format!(
+                "no user {} is connected",
+                req.id
+            ))),
             None => Err(Status::not_found(format!(
                 "no participant named {:?} is connected",
                 req.username

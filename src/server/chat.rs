@@ -203,7 +203,9 @@ pub fn status_of(e: &SessionError) -> Status {
         SessionError::NameTaken(_) => Status::already_exists(message),
         SessionError::InvalidName(_)
         | SessionError::EmptyEvent
-        | SessionError::TimestampOutOfRange(_) => Status::invalid_argument(message),
+        | SessionError::TimestampOutOfRange(_)
+        | SessionError::BadFrame(_) => Status::invalid_argument(message),
+        SessionError::FrameTooLarge(_) => Status::out_of_range(message),
         SessionError::Impersonation { .. } | SessionError::Banned { .. } => {
             Status::permission_denied(message)
         }

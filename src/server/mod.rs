@@ -1,5 +1,5 @@
-//! chittyd's listeners: one TCP port that speaks gRPC (HTTP/2) and, later, WebSocket (HTTP/1.1
-//! upgrade), and the shutdown sequence.
+//! chittyd's listeners: one TCP port that speaks gRPC (HTTP/2) and WebSocket (HTTP/1.1
+//! upgrade), the admin socket, the metrics port, and the shutdown sequence.
 //!
 //! The accept loop is ours rather than tonic's so that one port can carry both protocols, every
 //! connection is tracked for a bounded graceful shutdown, and a failing `accept` (out of file
@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod chat;
+pub mod websocket;
 
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
@@ -214,7 +215,22 @@ impl Server {
         let routes =
             tonic::service::Routes::new(chat::ChatService::new(Arc::clone(&hub), config.max_frame))
                 .add_service(health_service);
-        let router = add_reflection(routes).prepare().into_axum_router();
+        let gateway = websocket::Gateway::new(Arc::clone(&hub), config.max_frame);
+        let router = add_reflection(routes)
+            .prepare()
+            .into_axum_router()
+            .route(
+                "/",
+                axum::routing::get(
+                    move |query: axum::extract::Query<websocket::Params>,
+                          conn: Option<axum::Extension<ConnInfo>>,
+                          ws: Result<
+                        axum::extract::ws::WebSocketUpgrade,
+                        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+                    >| gateway.clone().handle(query, conn, ws),
+                ),
+            )
+            .fallback(not_found);
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http2()
@@ -336,5 +352,25 @@ fn add_reflection(routes: tonic::service::Routes) -> tonic::service::Routes {
             tracing::error!("reflection v1alpha unavailable: {e}");
             routes
         }
+    }
+}
+
+/// Anything else on the chat port: gRPC clients get UNIMPLEMENTED, HTTP clients (including
+/// WebSocket upgrades on other paths) get 404.
+async fn not_found(req: http::Request<axum::body::Body>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented(format!("no such method: {}", req.uri().path()))
+            .into_http::<axum::body::Body>()
+    } else {
+        (
+            http::StatusCode::NOT_FOUND,
+            "not found: WebSocket clients connect to /, gRPC clients call chitty_chat.Chat\n",
+        )
+            .into_response()
     }
 }
