@@ -75,14 +75,41 @@ impl Gateway {
 }
 
 /// A client frame. Unknown fields are ignored so clients may add their own.
-#[derive(Debug, Deserialize)]
-struct Incoming {
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Incoming {
+    /// The recipient's user id; 0 or absent broadcasts (room members only).
     #[serde(default)]
-    recipient_id: u64,
-    message: String,
+    pub recipient_id: u64,
+    /// The text.
+    pub message: String,
     /// The sender's Lamport time, for clients that keep one.
     #[serde(default)]
-    timestamp: u64,
+    pub timestamp: u64,
+}
+
+/// Why a text frame is not a valid client frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// What was wrong, for the error frame.
+    pub reason: String,
+    /// The recipient the frame named, if it had a usable one.
+    pub recipient: u64,
+}
+
+/// Parses one client text frame.
+pub fn parse(text: &str) -> Result<Incoming, FrameError> {
+    serde_json::from_str::<Incoming>(text).map_err(|e| {
+        let recipient = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("recipient_id").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0);
+        let reason = if e.is_syntax() || e.is_eof() {
+            format!("malformed JSON: {e}")
+        } else {
+            format!("invalid frame: {e}")
+        };
+        FrameError { reason, recipient }
+    })
 }
 
 /// One WebSocket user, from upgrade to close.
@@ -159,7 +186,7 @@ async fn serve(
 
 /// Turns one text frame into an event for the hub.
 fn handle_text(session: &mut SessionHandle, text: &str) {
-    match serde_json::from_str::<Incoming>(text) {
+    match parse(text) {
         Ok(m) => {
             session.handle(
                 m.timestamp,
@@ -171,21 +198,11 @@ fn handle_text(session: &mut SessionHandle, text: &str) {
             );
         }
         Err(e) => {
-            // Name the recipient in the error when the frame had a usable one.
-            let recipient = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("recipient_id").and_then(serde_json::Value::as_u64))
-                .unwrap_or(0);
-            let reason = if e.is_syntax() || e.is_eof() {
-                format!("malformed JSON: {e}")
-            } else {
-                format!("invalid frame: {e}")
-            };
             session.handle(
                 0,
                 Event::Invalid {
-                    reason: &reason,
-                    recipient,
+                    reason: &e.reason,
+                    recipient: e.recipient,
                 },
             );
         }
