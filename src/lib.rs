@@ -8,6 +8,7 @@
 //! - [`server`]: chittyd's listeners and transports (`chat` gRPC, shutdown glue).
 //! - [`systemd`]: sd_notify and journald integration.
 //! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode.
+//! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
 //! - [`metrics`]: Prometheus exposition of the hub's counters.
 //! - [`ctl`]: chittyctl: its command line and the admin client.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod ctl;
 pub mod hub;
 pub mod metrics;
+pub mod os;
 pub mod pb;
 pub mod server;
 pub mod systemd;

@@ -63,6 +63,10 @@ pub enum CtlCommand {
         /// The text (1 to 128 characters).
         text: String,
     },
+    /// Load-test a chittyd over its chat port (not the admin socket): connect N participants,
+    /// let S send, measure deliveries, latency, ordering, losses, and with --server-pid the
+    /// server's CPU per delivery and memory per connection.
+    Bench(crate::ctl::bench::BenchArgs),
 }
 
 #[cfg(test)]

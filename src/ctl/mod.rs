@@ -1,6 +1,7 @@
 //! chittyctl: the admin client. Connects to chittyd's admin socket, runs one call, and prints the
 //! answer for people (aligned text) or scripts (`--json`, stable field names).
 
+pub mod bench;
 pub mod cli;
 
 use crate::pb::admin::{self as pb, admin_client::AdminClient};
@@ -108,6 +109,16 @@ pub async fn connect(path: &Path) -> Result<AdminClient<Channel>, CtlError> {
 
 /// Runs one command, writing its output to `out`.
 pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
+    if let CtlCommand::Bench(args) = &cli.command {
+        return bench::run(args, cli.json, out).await.map_err(|e| match e {
+            bench::BenchError::Usage(m) => CtlError::Invalid(m),
+            bench::BenchError::Connect(m) => CtlError::Unreachable {
+                path: PathBuf::from(&args.target),
+                why: m,
+            },
+            e => CtlError::Failed(e.to_string()),
+        });
+    }
     let mut admin = connect(&cli.socket).await?;
     let written = match &cli.command {
         CtlCommand::Users => {
@@ -208,6 +219,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 write_pairs(out, &text)
             }
         }
+        CtlCommand::Bench(_) => Ok(()),
         CtlCommand::Announce { text } => {
             let reply = admin
                 .announce(pb::AnnounceRequest { text: text.clone() })

@@ -1,0 +1,470 @@
+//! `chittyctl bench`: a load generator that ships with the product, like `nats bench`.
+//!
+//! It connects N participants (with bounded concurrency, timing each until its own join or
+//! welcome arrives), lets S of them send for a while, and has every participant receive. Each
+//! message carries its send time; receivers record end-to-end latency in an HDR histogram,
+//! check the ordering contract (strictly increasing Lamport times; for broadcasts, the same
+//! order as everybody else through a running hash of the sequence) and count what arrived. With
+//! `--server-pid` it reads the server's CPU time and resident memory from /proc, so the report
+//! can give server CPU per delivery and memory per connection.
+
+pub mod conn;
+mod report;
+
+use crate::os;
+use crate::pb::chat_message::Kind;
+use conn::{BenchTransport, Receiver};
+use hdrhistogram::Histogram;
+use report::Report;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    /// Senders broadcast to the room; every participant receives every message.
+    Broadcast,
+    /// Senders send direct messages one-way to the other participants.
+    Direct,
+}
+
+/// Options of `chittyctl bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// chittyd's chat port.
+    #[arg(long, default_value = "localhost:8080", value_name = "HOST:PORT")]
+    pub target: String,
+    /// Which protocol the participants speak.
+    #[arg(long, value_enum, default_value_t = BenchTransport::Grpc)]
+    pub transport: BenchTransport,
+    /// Broadcast to the room, or direct messages one-way.
+    #[arg(long, value_enum, default_value_t = Pattern::Broadcast)]
+    pub pattern: Pattern,
+    /// Participants that connect and receive.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub clients: usize,
+    /// How many of them send.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub senders: usize,
+    /// Messages per second per sender; 0 sends as fast as the server takes them.
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub rate: u64,
+    /// How long the senders send (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Message size in bytes (32 to 128; the send time is inside).
+    #[arg(long, default_value_t = 50, value_name = "BYTES")]
+    pub size: usize,
+    /// Extra participants that join and then never read (slow-consumer isolation).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub stall: usize,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 64, value_name = "C")]
+    pub connect_concurrency: usize,
+    /// chittyd's process id, to report its CPU per delivery and memory per connection.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// After the senders stop, how long to wait for the last deliveries.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
+    pub drain_timeout: Duration,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The options do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// Participants could not connect.
+    #[error("{0}")]
+    Connect(String),
+    /// Reading /proc failed.
+    #[error("reading /proc: {0}")]
+    Proc(#[from] std::io::Error),
+}
+
+/// Shared counters every task updates.
+#[derive(Default)]
+struct Shared {
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    caught_up: AtomicUsize,
+    senders_done: AtomicBool,
+    cut_off: AtomicU64,
+}
+
+/// What one receiver saw.
+struct Seen {
+    latency_us: Histogram<u64>,
+    received: u64,
+    anomalies: u64,
+    /// A running hash of the (Lamport time, text) sequence of bench messages.
+    order_hash: u64,
+    error: Option<String>,
+}
+
+const GO: &str = "bench: go";
+
+/// Runs the bench and prints its report (`--json` or human).
+pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(), BenchError> {
+    validate(args)?;
+    let limit = os::raise_open_files_limit().unwrap_or(0);
+    let needed = (args.clients + args.stall) as u64 + 64;
+    if limit != 0 && limit < needed {
+        return Err(BenchError::Usage(format!(
+            "{needed} descriptors needed but the open-files limit is {limit} (ulimit -n)"
+        )));
+    }
+    let base = Instant::now();
+    let run_id = std::process::id() % 10_000;
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let progress = progress_bar();
+    let server_before = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+
+    // Connect everybody, receivers running from the start (join notices flood everyone).
+    let total = args.clients + args.stall;
+    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let mut connecting = JoinSet::new();
+    let connect_started = Instant::now();
+    let room = args.transport == BenchTransport::Grpc || args.pattern == Pattern::Broadcast;
+    for i in 0..total {
+        let gate = Arc::clone(&gate);
+        let target = args.target.clone();
+        let transport = args.transport;
+        connecting.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let name = format!("b{run_id}-{i}");
+            let started = Instant::now();
+            let (tx, mut rx) =
+                conn::connect(transport, &target, room.then_some(name.as_str())).await?;
+            // Connected means: our own join (or welcome) has come back.
+            let id = loop {
+                match rx.next().await? {
+                    Some(r) if r.kind == Kind::Welcome => break r.sender_id,
+                    Some(r) if r.kind == Kind::Join && r.subject == name => break r.sender_id,
+                    Some(r) if r.kind == Kind::Error => return Err(r.text),
+                    Some(_) => continue,
+                    None => return Err("the server ended the stream while joining".into()),
+                }
+            };
+            Ok::<_, String>((i, id, started.elapsed(), tx, rx))
+        });
+    }
+    let mut connect_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let mut senders = Vec::new();
+    let mut ids = vec![0; total];
+    let mut receivers = JoinSet::new();
+    let mut stalled = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(joined) = connecting.join_next().await {
+        match joined {
+            Ok(Ok((i, id, took, tx, rx))) => {
+                let _ = connect_us.record(took.as_micros() as u64);
+                ids[i] = id;
+                if i >= args.clients {
+                    stalled.push((tx, rx));
+                    continue;
+                }
+                if i < args.senders {
+                    senders.push((i, tx));
+                }
+                receivers.spawn(receive(rx, Arc::clone(&shared), stop.clone(), base));
+                progress.set_message(format!(
+                    "connected {}/{total}",
+                    ids.iter().filter(|&&x| x != 0).count()
+                ));
+            }
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let connect_time = connect_started.elapsed();
+    if !failures.is_empty() {
+        stop.cancel();
+        return Err(BenchError::Connect(format!(
+            "{} of {total} participants could not connect; first error: {}",
+            failures.len(),
+            failures[0]
+        )));
+    }
+    let server_connected = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+
+    // Wait until every receiver has caught up with the joins: one marker broadcast that all
+    // must see before the clock starts.
+    if room && let Some((_, tx)) = senders.first_mut() {
+        tx.send(GO, 0).await.map_err(BenchError::Connect)?;
+        let deadline = Instant::now() + args.drain_timeout.max(Duration::from_secs(30));
+        while shared.caught_up.load(Ordering::Relaxed) < args.clients && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // Send.
+    let server_start = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+    let self_start = os::sample(None)?;
+    let started = Instant::now();
+    let recipients: Arc<Vec<u64>> = Arc::new(ids[args.senders..args.clients].to_vec());
+    let mut sending = JoinSet::new();
+    for (i, mut tx) in senders {
+        let shared = Arc::clone(&shared);
+        let recipients = Arc::clone(&recipients);
+        let (rate, duration, size, pattern) = (args.rate, args.duration, args.size, args.pattern);
+        let senders = args.senders;
+        sending.spawn(async move {
+            let mut ticker = (rate > 0).then(|| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            let mut n: u64 = 0;
+            while started.elapsed() < duration {
+                if let Some(t) = &mut ticker {
+                    t.tick().await;
+                }
+                let recipient = match pattern {
+                    Pattern::Broadcast => 0,
+                    Pattern::Direct if recipients.is_empty() => break,
+                    Pattern::Direct => recipients[(i + n as usize * senders) % recipients.len()],
+                };
+                let text = payload(base.elapsed().as_nanos() as u64, i, n, size);
+                if tx.send(&text, recipient).await.is_err() {
+                    break;
+                }
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            tx
+        });
+    }
+    let mut keep_alive = Vec::new();
+    while !sending.is_empty() {
+        tokio::select! {
+            Some(done) = sending.join_next() => if let Ok(tx) = done { keep_alive.push(tx) },
+            () = tokio::time::sleep(Duration::from_millis(250)) => tick(&progress, &shared, started),
+        }
+    }
+    shared.senders_done.store(true, Ordering::Relaxed);
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let expected = match args.pattern {
+        Pattern::Broadcast => sent * args.clients as u64,
+        Pattern::Direct => sent,
+    };
+    // Drain: until everything arrived, or nothing has for the drain timeout.
+    let mut last = (shared.delivered.load(Ordering::Relaxed), Instant::now());
+    loop {
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        if delivered >= expected {
+            break;
+        }
+        if delivered != last.0 {
+            last = (delivered, Instant::now());
+        } else if last.1.elapsed() > args.drain_timeout {
+            break;
+        }
+        tick(&progress, &shared, started);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let self_end = os::sample(None)?;
+    let server_end = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+    progress.finish_and_clear();
+
+    stop.cancel();
+    let mut seen = Vec::new();
+    while let Some(r) = receivers.join_next().await {
+        if let Ok(s) = r {
+            seen.push(s);
+        }
+    }
+    drop(keep_alive);
+    drop(stalled);
+    let server_after = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+
+    let report = Report::build(report::Inputs {
+        args,
+        sent,
+        expected,
+        elapsed,
+        seen: &seen,
+        connect_us: &connect_us,
+        connect_time,
+        generator_cpu: self_end.cpu.saturating_sub(self_start.cpu),
+        server: server_before
+            .zip(server_connected)
+            .zip(server_start.zip(server_end))
+            .map(
+                |((before, connected), (start, end))| report::ServerSamples {
+                    before,
+                    connected,
+                    start,
+                    end,
+                    after: server_after.unwrap_or(end),
+                },
+            ),
+        cut_off: shared.cut_off.load(Ordering::Relaxed),
+        order_mismatches: order_mismatches(&seen, args.pattern),
+    });
+    let written = if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        )
+    } else {
+        report.human(out)
+    };
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(BenchError::Proc(e));
+    }
+    Ok(())
+}
+
+fn validate(args: &BenchArgs) -> Result<(), BenchError> {
+    let usage = |m: &str| Err(BenchError::Usage(m.to_owned()));
+    if args.clients == 0 {
+        return usage("--clients must be at least 1");
+    }
+    if args.senders > args.clients {
+        return usage("--senders cannot exceed --clients");
+    }
+    if !(32..=128).contains(&args.size) {
+        return usage("--size must be 32 to 128 bytes (messages are at most 128 characters)");
+    }
+    if args.pattern == Pattern::Direct && args.senders >= args.clients {
+        return usage(
+            "--pattern direct needs some clients that do not send (--senders < --clients)",
+        );
+    }
+    Ok(())
+}
+
+/// A message carrying its send time (nanoseconds since the bench's start), sender and number,
+/// padded to `size` bytes.
+fn payload(sent_ns: u64, sender: usize, n: u64, size: usize) -> String {
+    let mut text = format!("{sent_ns:x}.{sender:x}.{n:x}.");
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+fn sent_ns(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.split('.').next()?, 16).ok()
+}
+
+async fn receive(
+    mut rx: Receiver,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    base: Instant,
+) -> Seen {
+    let mut seen = Seen {
+        latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds"),
+        received: 0,
+        anomalies: 0,
+        order_hash: 0,
+        error: None,
+    };
+    let mut last = 0;
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => break,
+            next = rx.next() => next,
+        };
+        let r = match next {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                seen.error = Some(e);
+                break;
+            }
+        };
+        if r.timestamp <= last {
+            seen.anomalies += 1;
+        }
+        last = r.timestamp;
+        match r.kind {
+            Kind::Message | Kind::Direct => {
+                if r.text == GO {
+                    shared.caught_up.fetch_add(1, Ordering::Relaxed);
+                } else if let Some(t) = sent_ns(&r.text) {
+                    let now = base.elapsed().as_nanos() as u64;
+                    let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
+                    seen.received += 1;
+                    seen.order_hash = seen
+                        .order_hash
+                        .rotate_left(7)
+                        .wrapping_add(r.timestamp ^ t.rotate_left(17));
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Kind::Leave if r.text.contains("too slow") => {
+                shared.cut_off.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Receivers that saw the same number of broadcasts must have seen the same sequence.
+fn order_mismatches(seen: &[Seen], pattern: Pattern) -> u64 {
+    if pattern != Pattern::Broadcast {
+        return 0;
+    }
+    let mut by_count: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut mismatches = 0;
+    for s in seen {
+        match by_count.get(&s.received) {
+            Some(&h) if h != s.order_hash => mismatches += 1,
+            Some(_) => {}
+            None => {
+                by_count.insert(s.received, s.order_hash);
+            }
+        }
+    }
+    mismatches
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+fn tick(bar: &indicatif::ProgressBar, shared: &Shared, started: Instant) {
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let rate = delivered as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    bar.set_message(format!(
+        "sent {}  delivered {delivered}  ({rate:.0} deliveries/s)",
+        shared.sent.load(Ordering::Relaxed)
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_their_send_time_and_size() {
+        let p = payload(0x1234_5678_9abc, 3, 42, 50);
+        assert_eq!(p.len(), 50);
+        assert_eq!(sent_ns(&p), Some(0x1234_5678_9abc));
+        assert!(crate::hub::rules::check_text(&p).is_ok());
+        let p = payload(u64::MAX, 9999, u64::MAX, 32);
+        assert!(p.len() <= 128 && crate::hub::rules::check_text(&p).is_ok());
+    }
+}

@@ -1,0 +1,214 @@
+//! The bench's report: figures for people, and the same as JSON for scripts.
+
+use super::{BenchArgs, Pattern, Seen};
+use crate::ctl::bench::conn::BenchTransport;
+use crate::os::ProcSample;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// The server's /proc samples: before connecting, once connected, at send start and end, and
+/// after everybody left.
+pub struct ServerSamples {
+    pub before: ProcSample,
+    pub connected: ProcSample,
+    pub start: ProcSample,
+    pub end: ProcSample,
+    pub after: ProcSample,
+}
+
+pub struct Inputs<'a> {
+    pub args: &'a BenchArgs,
+    pub sent: u64,
+    pub expected: u64,
+    pub elapsed: Duration,
+    pub seen: &'a [Seen],
+    pub connect_us: &'a Histogram<u64>,
+    pub connect_time: Duration,
+    pub generator_cpu: Duration,
+    pub server: Option<ServerSamples>,
+    pub cut_off: u64,
+    pub order_mismatches: u64,
+}
+
+/// Percentiles of a histogram.
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>, scale: f64) -> Self {
+        let q = |q: f64| h.value_at_quantile(q) as f64 / scale;
+        Percentiles {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max() as f64 / scale,
+        }
+    }
+}
+
+/// The server's side of the run.
+#[derive(Debug, Serialize)]
+pub struct ServerFigures {
+    cpu_seconds: f64,
+    cpu_per_delivery_us: f64,
+    rss_before_kib: u64,
+    rss_connected_kib: u64,
+    rss_after_kib: u64,
+    rss_per_connection_kib: f64,
+}
+
+/// Everything the bench measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    transport: BenchTransport,
+    pattern: Pattern,
+    clients: usize,
+    senders: usize,
+    stalled: usize,
+    rate_per_sender: u64,
+    size: usize,
+    seconds: f64,
+    messages_sent: u64,
+    deliveries: u64,
+    expected_deliveries: u64,
+    losses: u64,
+    deliveries_per_second: f64,
+    latency_ms: Percentiles,
+    ordering_anomalies: u64,
+    order_mismatches: u64,
+    receiver_errors: u64,
+    slow_consumers_cut_off: u64,
+    connect_ms: Percentiles,
+    connect_seconds_total: f64,
+    generator_cpu_seconds: f64,
+    generator_cpu_per_delivery_us: f64,
+    server: Option<ServerFigures>,
+}
+
+impl Report {
+    pub fn build(i: Inputs<'_>) -> Report {
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+        for s in i.seen {
+            let _ = latency.add(&s.latency_us);
+        }
+        let deliveries: u64 = i.seen.iter().map(|s| s.received).sum();
+        let per_delivery = |d: Duration| {
+            if deliveries == 0 {
+                0.0
+            } else {
+                d.as_secs_f64() * 1e6 / deliveries as f64
+            }
+        };
+        let server = i.server.map(|s| ServerFigures {
+            cpu_seconds: s.end.cpu.saturating_sub(s.start.cpu).as_secs_f64(),
+            cpu_per_delivery_us: per_delivery(s.end.cpu.saturating_sub(s.start.cpu)),
+            rss_before_kib: s.before.rss / 1024,
+            rss_connected_kib: s.connected.rss / 1024,
+            rss_after_kib: s.after.rss / 1024,
+            rss_per_connection_kib: s.connected.rss.saturating_sub(s.before.rss) as f64
+                / 1024.0
+                / (i.args.clients + i.args.stall) as f64,
+        });
+        Report {
+            transport: i.args.transport,
+            pattern: i.args.pattern,
+            clients: i.args.clients,
+            senders: i.args.senders,
+            stalled: i.args.stall,
+            rate_per_sender: i.args.rate,
+            size: i.args.size,
+            seconds: i.elapsed.as_secs_f64(),
+            messages_sent: i.sent,
+            deliveries,
+            expected_deliveries: i.expected,
+            losses: i.expected.saturating_sub(deliveries),
+            deliveries_per_second: deliveries as f64 / i.elapsed.as_secs_f64().max(1e-9),
+            latency_ms: Percentiles::of(&latency, 1000.0),
+            ordering_anomalies: i.seen.iter().map(|s| s.anomalies).sum(),
+            order_mismatches: i.order_mismatches,
+            receiver_errors: i.seen.iter().filter(|s| s.error.is_some()).count() as u64,
+            slow_consumers_cut_off: i.cut_off / i.args.clients.max(1) as u64,
+            connect_ms: Percentiles::of(i.connect_us, 1000.0),
+            connect_seconds_total: i.connect_time.as_secs_f64(),
+            generator_cpu_seconds: i.generator_cpu.as_secs_f64(),
+            generator_cpu_per_delivery_us: per_delivery(i.generator_cpu),
+            server,
+        }
+    }
+
+    pub fn human(&self, out: &mut impl Write) -> io::Result<()> {
+        let l = &self.latency_ms;
+        let c = &self.connect_ms;
+        writeln!(
+            out,
+            "{:?} {:?}: {} clients, {} senders, {} stalled, rate {} msg/s per sender ({}), {} B",
+            self.transport,
+            self.pattern,
+            self.clients,
+            self.senders,
+            self.stalled,
+            self.rate_per_sender,
+            if self.rate_per_sender == 0 {
+                "as fast as the server takes"
+            } else {
+                "paced"
+            },
+            self.size
+        )?;
+        writeln!(out, "  messages sent      {}", self.messages_sent)?;
+        writeln!(
+            out,
+            "  deliveries         {} of {} expected ({} lost) in {:.2} s = {:.0}/s",
+            self.deliveries,
+            self.expected_deliveries,
+            self.losses,
+            self.seconds,
+            self.deliveries_per_second
+        )?;
+        writeln!(
+            out,
+            "  latency (ms)       p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        )?;
+        writeln!(
+            out,
+            "  ordering           {} anomalies, {} order mismatches, {} receiver errors",
+            self.ordering_anomalies, self.order_mismatches, self.receiver_errors
+        )?;
+        if self.stalled > 0 {
+            writeln!(out, "  slow consumers cut {}", self.slow_consumers_cut_off)?;
+        }
+        writeln!(
+            out,
+            "  connect (ms)       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (all in {:.2} s)",
+            c.p50, c.p90, c.p99, c.max, self.connect_seconds_total
+        )?;
+        writeln!(
+            out,
+            "  generator CPU      {:.2} s ({:.3} us per delivery)",
+            self.generator_cpu_seconds, self.generator_cpu_per_delivery_us
+        )?;
+        if let Some(s) = &self.server {
+            writeln!(
+                out,
+                "  server CPU         {:.2} s ({:.3} us per delivery)",
+                s.cpu_seconds, s.cpu_per_delivery_us
+            )?;
+            writeln!(
+                out,
+                "  server RSS (KiB)   before {}  connected {}  after {}  ({:.1} KiB per connection)",
+                s.rss_before_kib, s.rss_connected_kib, s.rss_after_kib, s.rss_per_connection_kib
+            )?;
+        }
+        Ok(())
+    }
+}
