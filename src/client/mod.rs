@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod plain;
+pub mod tui;
 
 use crate::clock::LamportClock;
 use crate::pb::{self, chat_client::ChatClient, chat_event};
