@@ -7,7 +7,8 @@
 //! - [`audit`]: the JSON-lines audit trail, fed by the hub in Lamport order.
 //! - [`server`]: chittyd's listeners and transports (`chat` gRPC, shutdown glue).
 //! - [`systemd`]: sd_notify and journald integration.
-//! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode.
+//! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode and the
+//!   full-screen terminal UI (`client::tui`).
 //! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
 //! - [`metrics`]: Prometheus exposition of the hub's counters.
 //! - [`ctl`]: chittyctl: its command line and the admin client.

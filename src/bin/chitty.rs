@@ -1,9 +1,9 @@
-//! chitty: the Chitty-Chat client.
+//! chitty: the Chitty-Chat client. Full screen at a terminal, line mode in pipes and scripts.
 
-use chitty::client::ClientError;
-use chitty::client::cli::{ChittyCli, ChittyCommand};
-use chitty::client::plain;
+use chitty::client::cli::{ChatArgs, ChittyCli, ChittyCommand};
+use chitty::client::{ClientError, plain, tui};
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,12 +15,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts = plain::Options {
-        server: args.host.clone(),
-        username: args.username.clone(),
-        log: args.log_path(),
+    let result = if full_screen(&args) {
+        runtime.block_on(tui::run(tui::Options {
+            server: args.host.clone(),
+            username: args.username.clone(),
+            log: args.log_path(),
+        }))
+    } else {
+        runtime.block_on(plain::run(plain::Options {
+            server: args.host.clone(),
+            username: args.username.clone(),
+            log: args.log_path(),
+        }))
     };
-    match runtime.block_on(plain::run(opts)) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chitty: {e}");
@@ -31,4 +39,9 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The full-screen chat needs a person at a terminal on both ends: keys in, screen out.
+fn full_screen(args: &ChatArgs) -> bool {
+    !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }

@@ -23,8 +23,12 @@ pub struct ChittyCli {
 /// chitty's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ChittyCommand {
-    /// Join the chat. Lines you type are sent; messages arrive as `[L12] alice: hello`. End of
-    /// input, Ctrl-C or /quit leaves. `/msg ID text` sends a direct message to user ID.
+    /// Join the chat. At a terminal, a full-screen chat opens: messages scroll above, each as
+    /// `[L12] alice: hello`; the status line shows the server, the connection, your name and id,
+    /// your Lamport time and who is online; Enter sends what you type, Esc, Ctrl-C or /quit
+    /// leaves, PageUp/PageDown scroll, /help lists the commands. In a pipe or script (or with
+    /// --plain), lines from standard input are sent and messages are printed, one a line; end of
+    /// input leaves. In both, `/msg ID text` sends a direct message to user ID.
     Chat(ChatArgs),
 }
 
@@ -49,6 +53,10 @@ pub struct ChatArgs {
     /// Do not write the client log.
     #[arg(long, conflicts_with = "log")]
     pub no_log: bool,
+    /// Line mode even at a terminal: read lines from standard input, print one message a line.
+    /// Line mode is chosen by itself when standard input or output is not a terminal.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 impl ChatArgs {

@@ -5,14 +5,22 @@
 
 pub mod cli;
 pub mod plain;
+pub mod tui;
 
 use crate::clock::LamportClock;
 use crate::pb::{self, chat_client::ChatClient, chat_event};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
+
+/// How long a client waits, after sending its leave, for the server to end the stream (the
+/// messages that arrive meanwhile are still shown and logged).
+pub const LEAVE_WAIT: Duration = Duration::from_secs(3);
 
 /// Why the client stopped.
 #[derive(Debug, Error)]
@@ -21,7 +29,7 @@ pub enum ClientError {
     #[error("invalid server address {0}: {1}")]
     Address(String, String),
     /// The server could not be reached.
-    #[error("cannot connect to {addr}: {source}; is chittyd running there?")]
+    #[error("cannot connect to {addr}: {}; is chittyd running there?", root_cause(.source))]
     Connect {
         /// host:port.
         addr: String,
@@ -34,9 +42,23 @@ pub enum ClientError {
     /// The connection closed while sending.
     #[error("the connection to the server is closed")]
     Closed,
-    /// A local file (the log) failed.
+    /// A local file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The client log cannot be opened.
+    #[error("cannot open the client log {}: {source}", .path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The terminal could not be set up, read or drawn on.
+    #[error("terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+    /// The server does not offer something the client asked for.
+    #[error("the server does not offer {0}")]
+    Unsupported(&'static str),
 }
 
 impl ClientError {
@@ -64,9 +86,20 @@ fn describe(status: &tonic::Status) -> String {
         FailedPrecondition => "protocol error",
         ResourceExhausted => "disconnected",
         Unavailable => "server unavailable",
+        Unknown | Cancelled => "connection lost",
         _ => "server error",
     };
     format!("{what}: {}", status.message())
+}
+
+/// The innermost cause of a transport error, which is the part a person can act on
+/// ("Connection refused") rather than the wrapper's "transport error".
+fn root_cause(err: &tonic::transport::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// Turns `host:port` (or a full `http://` URL) into an endpoint.
@@ -81,13 +114,39 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
         .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))
 }
 
-/// A joined participant.
+/// A joined participant: both directions of its stream together, for callers that alternate
+/// between reading and sending (line mode). [`Participant::split`] separates them for callers
+/// that read in one task and send from another (the full-screen UI).
 pub struct Participant {
+    send: SendHalf,
+    recv: ReceiveHalf,
+}
+
+/// The sending side of a participant: chat messages, direct messages, the leave.
+pub struct SendHalf {
     username: String,
-    clock: LamportClock,
+    /// Shared with the [`ReceiveHalf`]: received times move it forward, sends tick it.
+    clock: Arc<LamportClock>,
+    /// Feeds the request stream of the Broadcast call. Bounded: a send waits while the
+    /// transport is busy, which only a person typing ever triggers.
     events: mpsc::Sender<pb::ChatEvent>,
+}
+
+/// The receiving side of a participant: the server's messages, in order.
+pub struct ReceiveHalf {
+    username: String,
+    clock: Arc<LamportClock>,
     inbound: tonic::Streaming<pb::ChatMessage>,
     id: Option<u64>,
+}
+
+/// A participant as a list of users shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    /// The id to send direct messages to.
+    pub id: u64,
+    /// The username.
+    pub username: String,
 }
 
 impl Participant {
@@ -103,7 +162,7 @@ impl Participant {
                 })?;
         let mut client = ChatClient::new(channel);
         let (events, rx) = mpsc::channel(64);
-        let clock = LamportClock::new();
+        let clock = Arc::new(LamportClock::new());
         let join = pb::ChatEvent {
             timestamp: clock.tick(),
             event: Some(chat_event::Event::Join(chat_event::UserJoin {
@@ -116,44 +175,95 @@ impl Participant {
             .await?
             .into_inner();
         Ok(Participant {
-            username: username.to_owned(),
-            clock,
-            events,
-            inbound,
-            id: None,
+            send: SendHalf {
+                username: username.to_owned(),
+                clock: Arc::clone(&clock),
+                events,
+            },
+            recv: ReceiveHalf {
+                username: username.to_owned(),
+                clock,
+                inbound,
+                id: None,
+            },
         })
     }
 
+    /// Separates sending from receiving; both halves share the Lamport clock.
+    pub fn split(self) -> (SendHalf, ReceiveHalf) {
+        (self.send, self.recv)
+    }
+
+    /// The participant's username.
+    pub fn username(&self) -> &str {
+        &self.send.username
+    }
+
+    /// Its user id, once its own join notice has arrived.
+    pub fn id(&self) -> Option<u64> {
+        self.recv.id
+    }
+
+    /// Its Lamport clock.
+    pub fn clock(&self) -> &LamportClock {
+        &self.send.clock
+    }
+
+    /// Broadcasts a chat message.
+    pub async fn say(&self, text: &str) -> Result<(), ClientError> {
+        self.send.say(text).await.map(drop)
+    }
+
+    /// Sends a direct message to user `recipient` (0 broadcasts).
+    pub async fn direct(&self, recipient: u64, text: &str) -> Result<(), ClientError> {
+        self.send.direct(recipient, text).await.map(drop)
+    }
+
+    /// Sends the leave event; the server then ends the stream.
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.send.leave().await.map(drop)
+    }
+
+    /// The next message, or `None` when the server ended the stream cleanly.
+    pub async fn next(&mut self) -> Result<Option<pb::ChatMessage>, ClientError> {
+        self.recv.next().await
+    }
+}
+
+impl SendHalf {
     /// The participant's username.
     pub fn username(&self) -> &str {
         &self.username
     }
 
-    /// Its user id, once its own join notice has arrived.
-    pub fn id(&self) -> Option<u64> {
-        self.id
-    }
-
-    /// Its Lamport clock.
+    /// The Lamport clock both halves share.
     pub fn clock(&self) -> &LamportClock {
         &self.clock
     }
 
-    async fn send(&self, event: chat_event::Event) -> Result<(), ClientError> {
+    /// Sends one event stamped with a fresh tick; returns that Lamport time.
+    async fn send(&self, event: chat_event::Event) -> Result<u64, ClientError> {
+        let timestamp = self.clock.tick();
         let ev = pb::ChatEvent {
-            timestamp: self.clock.tick(),
+            timestamp,
             event: Some(event),
         };
-        self.events.send(ev).await.map_err(|_| ClientError::Closed)
+        self.events
+            .send(ev)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        Ok(timestamp)
     }
 
-    /// Broadcasts a chat message.
-    pub async fn say(&self, text: &str) -> Result<(), ClientError> {
+    /// Broadcasts a chat message; returns the Lamport time it was sent at.
+    pub async fn say(&self, text: &str) -> Result<u64, ClientError> {
         self.direct(0, text).await
     }
 
-    /// Sends a direct message to user `recipient` (0 broadcasts).
-    pub async fn direct(&self, recipient: u64, text: &str) -> Result<(), ClientError> {
+    /// Sends a direct message to user `recipient` (0 broadcasts); returns the Lamport time it
+    /// was sent at. The server does not echo direct messages to their sender, so a UI shows its
+    /// own copy with this time.
+    pub async fn direct(&self, recipient: u64, text: &str) -> Result<u64, ClientError> {
         self.send(chat_event::Event::Message(chat_event::ChatMessage {
             username: self.username.clone(),
             message: text.to_owned(),
@@ -163,11 +273,27 @@ impl Participant {
     }
 
     /// Sends the leave event; the server then ends the stream.
-    pub async fn leave(&self) -> Result<(), ClientError> {
+    pub async fn leave(&self) -> Result<u64, ClientError> {
         self.send(chat_event::Event::Leave(chat_event::UserLeave {
             username: self.username.clone(),
         }))
         .await
+    }
+
+    /// The participants online, as the server lists them.
+    ///
+    /// The Chat service has no such call; listing participants belongs to the admin service,
+    /// which chittyd does not serve yet, so this reports that it is unsupported. Callers (the
+    /// full-screen UI's `/users`) go through here so that they need no change once it exists.
+    pub async fn users(&self) -> Result<Vec<UserEntry>, ClientError> {
+        Err(ClientError::Unsupported("the list of participants"))
+    }
+}
+
+impl ReceiveHalf {
+    /// Its user id, once its own join notice has arrived.
+    pub fn id(&self) -> Option<u64> {
+        self.id
     }
 
     /// The next message, or `None` when the server ended the stream cleanly.
@@ -176,13 +302,47 @@ impl Participant {
             return Ok(None);
         };
         self.clock.observe(msg.timestamp);
-        if self.id.is_none()
-            && msg.kind == pb::chat_message::Kind::Join as i32
-            && msg.subject == self.username
-        {
+        if self.id.is_none() && is_own_join(&msg, &self.username) {
             self.id = Some(msg.sender_id);
         }
         Ok(Some(msg))
+    }
+}
+
+/// Whether `msg` is the join notice of `username` itself, the one that tells a participant its
+/// own id (in `sender_id`).
+pub fn is_own_join(msg: &pb::ChatMessage, username: &str) -> bool {
+    msg.kind == pb::chat_message::Kind::Join as i32 && msg.subject == username
+}
+
+/// The client log: every received message appended as `L[12] @ alice: hello`, as the original
+/// client wrote it.
+#[derive(Debug)]
+pub struct ClientLog {
+    file: std::fs::File,
+}
+
+impl ClientLog {
+    /// Opens `path` for appending, creating it and its folder if needed.
+    pub fn open(path: &Path) -> Result<ClientLog, ClientError> {
+        let fail = |source| ClientError::Log {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(fail)?;
+        Ok(ClientLog { file })
+    }
+
+    /// Appends `msg`'s line.
+    pub fn record(&mut self, msg: &pb::ChatMessage) -> std::io::Result<()> {
+        writeln!(self.file, "{}", log_line(msg))
     }
 }
 

@@ -1,11 +1,10 @@
 //! Line mode: lines from standard input are sent, received messages are printed to standard
 //! output and appended to the client log. Works in pipes and scripts: end of input leaves cleanly.
 
-use super::{ClientError, Participant, log_line, printable};
+use super::{ClientError, ClientLog, LEAVE_WAIT, Participant, printable};
 use crate::pb::{self, chat_message::Kind};
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What line mode needs.
@@ -19,25 +18,9 @@ pub struct Options {
     pub log: Option<PathBuf>,
 }
 
-/// How long to wait for the server to end the stream after our leave.
-const LEAVE_WAIT: Duration = Duration::from_secs(3);
-
 /// Runs a line-mode session until standard input ends, Ctrl-C, `/quit`, or the server ends it.
 pub async fn run(opts: Options) -> Result<(), ClientError> {
-    let mut log = match &opts.log {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )
-        }
-        None => None,
-    };
+    let mut log = opts.log.as_deref().map(ClientLog::open).transpose()?;
     let mut me = Participant::join(&opts.server, &opts.username).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = std::io::stdout();
@@ -47,7 +30,7 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
                 let Some(msg) = msg? else { return Ok(()) };
                 show(&mut stdout, &msg);
                 if let Some(log) = &mut log {
-                    writeln!(log, "{}", log_line(&msg))?;
+                    log.record(&msg)?;
                 }
             }
             line = lines.next_line() => {
@@ -69,7 +52,7 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
         while let Some(msg) = me.next().await? {
             show(&mut stdout, &msg);
             if let Some(log) = &mut log {
-                writeln!(log, "{}", log_line(&msg))?;
+                log.record(&msg)?;
             }
         }
         Ok::<(), ClientError>(())

@@ -48,8 +48,8 @@ pub enum Sender {
 
 /// The receiving half.
 pub enum Receiver {
-    /// The gRPC response stream.
-    Grpc(tonic::Streaming<pb::ChatMessage>),
+    /// The gRPC response stream (boxed: it is much larger than the WebSocket half).
+    Grpc(Box<tonic::Streaming<pb::ChatMessage>>),
     /// The WebSocket stream.
     Ws(SplitStream<Ws>),
 }
@@ -86,7 +86,10 @@ pub async fn connect(
                 .await
                 .map_err(|s| format!("Broadcast: {s}"))?
                 .into_inner();
-            Ok((Sender::Grpc(tx, name.to_owned()), Receiver::Grpc(stream)))
+            Ok((
+                Sender::Grpc(tx, name.to_owned()),
+                Receiver::Grpc(Box::new(stream)),
+            ))
         }
         BenchTransport::Ws => {
             let url = match name {
