@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// chittyd's process id, to report its CPU per delivery and memory per connection.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Messages each sender may have in flight (sent but not yet delivered everywhere). With
+    /// --rate 0 this is what "as fast as the server takes" means: a closed loop, so the
+    /// generator measures the server rather than overflowing its own receivers.
+    #[arg(long, default_value_t = 64, value_name = "W")]
+    pub window: u64,
     /// After the senders stop, how long to wait for the last deliveries.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
     pub drain_timeout: Duration,
@@ -92,6 +97,8 @@ pub enum BenchError {
 /// Shared counters every task updates.
 #[derive(Default)]
 struct Shared {
+    /// Wakes senders waiting for their window to open.
+    progress: tokio::sync::Notify,
     sent: AtomicU64,
     delivered: AtomicU64,
     caught_up: AtomicUsize,
@@ -162,6 +169,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     let mut ids = vec![0; total];
     let mut receivers = JoinSet::new();
     let mut stalled = Vec::new();
+    let mut quiet = Vec::new();
     let mut failures = Vec::new();
     while let Some(joined) = connecting.join_next().await {
         match joined {
@@ -174,6 +182,9 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                 }
                 if i < args.senders {
                     senders.push((i, tx));
+                } else {
+                    // A gRPC stream whose request side ends is a leave: keep it open.
+                    quiet.push(tx);
                 }
                 receivers.spawn(receive(rx, Arc::clone(&shared), stop.clone(), base));
                 progress.set_message(format!(
@@ -217,6 +228,11 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         let recipients = Arc::clone(&recipients);
         let (rate, duration, size, pattern) = (args.rate, args.duration, args.size, args.pattern);
         let senders = args.senders;
+        let fanout = match pattern {
+            Pattern::Broadcast => args.clients as u64,
+            Pattern::Direct => 1,
+        };
+        let in_flight_limit = args.window.max(1) * senders as u64;
         sending.spawn(async move {
             let mut ticker = (rate > 0).then(|| {
                 let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -227,6 +243,20 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             while started.elapsed() < duration {
                 if let Some(t) = &mut ticker {
                     t.tick().await;
+                }
+                loop {
+                    let delivered = shared.delivered.load(Ordering::Relaxed) / fanout;
+                    if shared
+                        .sent
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(delivered)
+                        < in_flight_limit
+                    {
+                        break;
+                    }
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(5), shared.progress.notified())
+                            .await;
                 }
                 let recipient = match pattern {
                     Pattern::Broadcast => 0,
@@ -284,6 +314,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         }
     }
     drop(keep_alive);
+    drop(quiet);
     drop(stalled);
     let server_after = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
 
@@ -400,6 +431,9 @@ async fn receive(
                     let now = base.elapsed().as_nanos() as u64;
                     let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
                     seen.received += 1;
+                    if seen.received % 32 == 0 {
+                        shared.progress.notify_waiters();
+                    }
                     seen.order_hash = seen
                         .order_hash
                         .rotate_left(7)
