@@ -9,12 +9,15 @@
 //! - [`systemd`]: sd_notify and journald integration.
 //! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`docs`]: man pages, shell completions and /etc/default/chitty, generated from the command
+//!   lines.
 //! - [`pb`]: the generated protobuf code.
 
 pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod docs;
 pub mod hub;
 pub mod pb;
 pub mod server;
