@@ -148,3 +148,16 @@ fn unit_sets_exactly_the_documented_environment() {
     // systemd lets EnvironmentFile= override Environment=, wherever the lines stand.
     assert!(unit.contains("\nEnvironmentFile=-/etc/default/chitty\n"));
 }
+
+#[test]
+fn debian_changelog_is_at_the_crate_version() {
+    // cargo-deb versions the package CARGO_PKG_VERSION-1; the Debian changelog shipped in it must
+    // describe that version.
+    let changelog = std::fs::read_to_string(root().join("packaging/debian/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    let expected = format!("chitty ({}-1) ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first.starts_with(&expected),
+        "{first:?}: add a packaging/debian/changelog entry for {expected}"
+    );
+}
