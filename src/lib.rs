@@ -13,6 +13,8 @@
 //! - [`metrics`]: Prometheus exposition of the hub's counters.
 //! - [`ctl`]: chittyctl: its command line and the admin client.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`docs`]: man pages, shell completions and /etc/default/chitty, generated from the command
+//!   lines.
 //! - [`pb`]: the generated protobuf code.
 
 pub mod audit;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod ctl;
+pub mod docs;
 pub mod hub;
 pub mod metrics;
 pub mod os;

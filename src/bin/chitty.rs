@@ -28,6 +28,9 @@ fn main() -> ExitCode {
             log: args.log_path(),
         }))
     };
+    // Reading standard input is a blocking read the runtime would wait for on drop: when the
+    // server ends the session while input is still open, leave without waiting for a line.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,79 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_chittyctl_global_optspecs
+    string join \n socket= json h/help V/version
+end
+
+function __fish_chittyctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_chittyctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_chittyctl_using_subcommand
+    set -l cmd (__fish_chittyctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -s V -l version -d 'Print version'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "stats" -d 'Show the counters: connections, messages, deliveries, slow consumers, rejections, audit'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "announce" -d 'Send a notice from SERVER to every participant'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "bench" -d 'Load-test a chittyd over its chat port (not the admin socket): connect N participants, let S send, measure deliveries, latency, ordering, losses, and with --server-pid the server\'s CPU per delivery and memory per connection'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l reason -d 'Why (shown to the participant and everyone else, and audited)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l ban -d 'Keep the name from rejoining for this long (e.g. 10m, 1h30m)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l target -d 'chittyd\'s chat port' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l transport -d 'Which protocol the participants speak' -r -f -a "grpc\t'The gRPC Broadcast stream'
+ws\t'The WebSocket JSON gateway'"
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l pattern -d 'Broadcast to the room, or direct messages one-way' -r -f -a "broadcast\t'Senders broadcast to the room; every participant receives every message'
+direct\t'Senders send direct messages one-way to the other participants'"
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l clients -d 'Participants that connect and receive' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l senders -d 'How many of them send' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l rate -d 'Messages per second per sender; 0 sends as fast as the server takes them' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l duration -d 'How long the senders send (e.g. 10s)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l size -d 'Message size in bytes (32 to 128; the send time is inside)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l stall -d 'Extra participants that join and then never read (slow-consumer isolation)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l connect-concurrency -d 'Connections opened at once while connecting' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l server-pid -d 'chittyd\'s process id, to report its CPU per delivery and memory per connection' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l window -d 'Messages each sender may have in flight (sent but not yet delivered everywhere). With --rate 0 this is what "as fast as the server takes" means: a closed loop, so the generator measures the server rather than overflowing its own receivers' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l drain-timeout -d 'After the senders stop, how long to wait for the last deliveries' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "stats" -d 'Show the counters: connections, messages, deliveries, slow consumers, rejections, audit'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "announce" -d 'Send a notice from SERVER to every participant'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "bench" -d 'Load-test a chittyd over its chat port (not the admin socket): connect N participants, let S send, measure deliveries, latency, ordering, losses, and with --server-pid the server\'s CPU per delivery and memory per connection'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,17 @@
+complete -c chittyd -l listen -d 'Address and port of the chat port (gRPC)' -r
+complete -c chittyd -l shutdown-grace -d 'How long shutdown waits for participants\' streams to end before closing them (e.g. 5s)' -r
+complete -c chittyd -l backlog -d 'Messages a participant may have waiting to be read; one that falls further behind is disconnected as a slow consumer, so it never delays anybody else' -r
+complete -c chittyd -l max-participants -d 'Participants the server takes at once; further joins are refused (RESOURCE_EXHAUSTED)' -r
+complete -c chittyd -l max-frame -d 'Largest frame accepted from a client, in bytes; larger ones end that client\'s stream' -r
+complete -c chittyd -l audit-log -d 'Append the audit trail (one JSON object per line) to this file; "-" is standard output, "none" turns the file off. Default: standard output when run by hand, none when logging to the journal (which gets every record as a structured entry)' -r -F
+complete -c chittyd -l audit-queue -d 'Audit records that may wait for the writer; beyond it records are counted as dropped (and the drop itself is recorded) rather than slowing chat down' -r
+complete -c chittyd -l admin-socket -d 'The admin socket (for chittyctl), created mode 0660; "none" serves no admin interface. A socket left by a crashed chittyd is replaced; one a running chittyd answers on is not. If the default cannot be created (running by hand without permission for /run/chitty), chittyd warns and runs without it; a path given explicitly must work' -r -F
+complete -c chittyd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics (off by default)' -r
+complete -c chittyd -l log-target -d 'Where logs go' -r -f -a "auto\t'journald when systemd started us with stderr on the journal, otherwise stderr'
+journal\t'journald, with structured fields'
+stderr\t'Standard error, human-readable'"
+complete -c chittyd -l log -d 'Log filter, in tracing\'s EnvFilter syntax (e.g. info, debug, chitty=debug)' -r
+complete -c chittyd -l audit-text -d 'Include message text in audit records (it is personal data; off by default: records always carry the length)'
+complete -c chittyd -l no-audit-journal -d 'Do not send audit records to the journal even when logging there'
+complete -c chittyd -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c chittyd -s V -l version -d 'Print version'
