@@ -431,7 +431,7 @@ async fn receive(
                     let now = base.elapsed().as_nanos() as u64;
                     let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
                     seen.received += 1;
-                    if seen.received % 32 == 0 {
+                    if seen.received.is_multiple_of(32) {
                         shared.progress.notify_waiters();
                     }
                     seen.order_hash = seen
