@@ -97,7 +97,7 @@ equal "started by the package" "$(systemctl is-active chitty)" active
 equal "Type" "$(prop Type)" notify
 # STATUS= comes only from chittyd's sd_notify messages; with Type=notify, systemctl start (run
 # by postinst) returned only after READY=1.
-check "STATUS= from sd_notify: '$(prop StatusText)'" grep -q '^serving 0 participants' <(prop StatusText)
+check "STATUS= from sd_notify: '$(prop StatusText)'" grep -q 'participants: 0;' <(prop StatusText)
 equal "WatchdogUSec" "$(prop WatchdogUSec)" 30s
 pid=$(prop MainPID)
 equal "runs as chitty:chitty-admin" "$(ps -o user=,group= -p "$pid" | xargs)" "chitty chitty-admin"
@@ -143,7 +143,7 @@ chittyctl users >/tmp/users.out 2>&1
 check "chittyctl users lists alice and bob" \
     bash -c 'grep -qw alice /tmp/users.out && grep -qw bob /tmp/users.out'
 check "chittyctl clock answers with the Lamport time" grep -Eq '^Lamport time: +[0-9]+$' <(chittyctl clock)
-check "chittyctl clock --json" bash -c 'chittyctl clock --json | jq -e ".lamport > 0"'
+check "chittyctl clock --json" bash -c 'chittyctl clock --json | grep -Eq "\"lamport\":[1-9]"'
 check "chittyctl kick bob" chittyctl kick bob --reason "e2e test"
 check "bob's chitty reports why it stopped" wait_for /tmp/bob.err 'removed by an operator: e2e test'
 # Its input is still open: chitty leaves on its own when the server ends the session.
