@@ -77,7 +77,7 @@ impl Outbox {
     /// Queues a frame, or reports `Full` without queueing it. Frames pushed after the session
     /// ended are dropped: nobody will read them.
     pub fn push(&self, frame: Bytes) -> Result<(), Full> {
-        {
+        let was_empty = {
             let mut state = self.shared.lock();
             if state.ending.is_some() {
                 return Ok(());
@@ -86,8 +86,14 @@ impl Outbox {
                 return Err(Full);
             }
             state.queue.push_back(frame);
+            state.queue.len() == 1
+        };
+        // Only the first frame after the writer emptied the queue needs a wake-up: a writer that
+        // took frames always comes back for more before it parks, and it parks (registers its
+        // waker) only after seeing the queue empty under the lock.
+        if was_empty {
+            self.shared.waker.wake();
         }
-        self.shared.waker.wake();
         Ok(())
     }
 

@@ -1,34 +1,39 @@
 //! The Chitty-Chat gRPC service: `chitty_chat.Chat/Broadcast`, translated onto the hub.
 //!
-//! Written by hand rather than generated so that the response side carries frames the hub has
-//! already encoded: tonic only copies them behind the 5-byte gRPC header, and every frame a
-//! participant has waiting goes into one HTTP/2 DATA write. One participant is one future (the
-//! response body): it reads that participant's events and drains its outbox, so there is no task
-//! per participant and nothing to leak when the client disappears.
+//! Written by hand rather than generated so that the response carries frames the hub has
+//! already encoded: the response body takes everything waiting in the participant's outbox in
+//! one swap, puts the 5-byte gRPC header in front of each frame, and hands hyper one chunk, which
+//! goes out as few HTTP/2 DATA frames and one write. One participant is one body (polled by
+//! hyper's task for the stream): it reads that participant's events and drains its outbox, so
+//! there is no task per participant and nothing to leak when the client disappears.
 
 use crate::hub::outbox::{self, Ending, OutboxReader, Taken};
 use crate::hub::{Event, Flow, Hub, SessionError, SessionHandle, Transport};
 use crate::pb::{self, chat_event};
 use crate::server::ConnInfo;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::Stream;
+use http_body::Frame;
 use prost::Message;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, StreamingService};
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
 /// Events read from one participant per poll before its writes get a turn.
 const EVENTS_PER_POLL: usize = 32;
-/// Small codec buffers: an idle participant should cost little memory, and chat frames are tiny.
-/// Up to 32 KiB of waiting frames still go out as one write.
+
+/// A small decode buffer: an idle participant should cost little memory, and events are tiny.
 fn buffers() -> BufferSettings {
-    BufferSettings::new(1024, 32 * 1024)
+    BufferSettings::new(512, 32 * 1024)
 }
+
+/// The Chat service's full name, for routing and the health service.
+pub const CHAT_SERVICE: &str = "chitty_chat.Chat";
 
 /// The Chat service, routed by `chitty_chat.Chat`.
 #[derive(Clone)]
@@ -44,9 +49,6 @@ impl ChatService {
     }
 }
 
-/// The Chat service's full name, for routing and the health service.
-pub const CHAT_SERVICE: &str = "chitty_chat.Chat";
-
 impl NamedService for ChatService {
     const NAME: &'static str = CHAT_SERVICE;
 }
@@ -54,7 +56,7 @@ impl NamedService for ChatService {
 impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -63,56 +65,50 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         if req.uri().path() != "/chitty_chat.Chat/Broadcast" {
             let status = Status::unimplemented(format!("no such method: {}", req.uri().path()));
-            return Box::pin(async move { Ok(status.into_http()) });
+            return std::future::ready(Ok(status.into_http()));
         }
-        let method = Broadcast {
-            hub: Arc::clone(&self.hub),
-        };
-        let mut grpc = Grpc::new(ChatCodec).max_decoding_message_size(self.max_frame);
-        Box::pin(async move { Ok(grpc.streaming(method, req).await) })
-    }
-}
-
-struct Broadcast {
-    hub: Arc<Hub>,
-}
-
-impl StreamingService<pb::ChatEvent> for Broadcast {
-    type Response = Bytes;
-    type ResponseStream = ParticipantStream;
-    type Future = std::future::Ready<Result<tonic::Response<ParticipantStream>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<Streaming<pb::ChatEvent>>) -> Self::Future {
-        let peer = request
+        if req.headers().contains_key("grpc-encoding") {
+            let status = Status::unimplemented("compressed requests are not supported");
+            return std::future::ready(Ok(status.into_http()));
+        }
+        let peer = req
             .extensions()
             .get::<ConnInfo>()
             .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
+        let inbound =
+            Streaming::new_request(EventDecoder, req.into_body(), None, Some(self.max_frame));
         let (outbox, reader) = outbox::outbox(self.hub.config().backlog);
         let session = SessionHandle::new(Arc::clone(&self.hub), Transport::Grpc, peer, outbox);
-        std::future::ready(Ok(tonic::Response::new(ParticipantStream {
-            inbound: Some(request.into_inner()),
+        let body = ParticipantBody {
+            inbound: Some(inbound),
             session,
             reader,
             batch: VecDeque::new(),
             inbound_error: None,
             finished: false,
-        })))
+        };
+        let mut response = http::Response::new(tonic::body::Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        std::future::ready(Ok(response))
     }
 }
 
-/// One participant: reads its events into the hub and yields its outbox's frames.
-pub struct ParticipantStream {
+/// One participant: reads its events into the hub and writes its outbox's frames.
+pub struct ParticipantBody {
     inbound: Option<Streaming<pb::ChatEvent>>,
     session: SessionHandle,
     reader: OutboxReader,
-    /// Frames taken from the outbox in one swap, yielded one by one into tonic's buffer.
+    /// Frames taken from the outbox in one swap (kept to reuse its allocation).
     batch: VecDeque<Bytes>,
     /// Why reading failed (an oversized or malformed frame), reported once the outbox drains.
     inbound_error: Option<Status>,
     finished: bool,
 }
 
-impl ParticipantStream {
+impl ParticipantBody {
     fn read_events(&mut self, cx: &mut Context<'_>) {
         for _ in 0..EVENTS_PER_POLL {
             let Some(inbound) = self.inbound.as_mut() else {
@@ -147,31 +143,54 @@ impl ParticipantStream {
         // More may be waiting: come back after the writes had their turn.
         cx.waker().wake_by_ref();
     }
+
+    /// Every frame in the batch, each behind its gRPC header, as one chunk.
+    fn framed_batch(&mut self) -> Bytes {
+        let len: usize = self.batch.iter().map(|f| f.len() + 5).sum();
+        let mut chunk = BytesMut::with_capacity(len);
+        for frame in self.batch.drain(..) {
+            chunk.put_u8(0); // not compressed
+            chunk.put_u32(frame.len() as u32);
+            chunk.put_slice(&frame);
+        }
+        chunk.freeze()
+    }
 }
 
-impl Stream for ParticipantStream {
-    type Item = Result<Bytes, Status>;
+impl http_body::Body for ParticipantBody {
+    type Data = Bytes;
+    type Error = Status;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
-        if let Some(frame) = this.batch.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
         if this.finished {
             return Poll::Ready(None);
         }
         this.read_events(cx);
         match this.reader.poll_take(cx, &mut this.batch) {
-            Poll::Ready(Taken::Frames) => Poll::Ready(this.batch.pop_front().map(Ok)),
+            Poll::Ready(Taken::Frames) => Poll::Ready(Some(Ok(Frame::data(this.framed_batch())))),
             Poll::Ready(Taken::Ended(ending)) => {
                 this.finished = true;
-                Poll::Ready(match ending {
-                    Ending::Clean => this.inbound_error.take().map(Err),
-                    Ending::Error(e) => Some(Err(status_of(&e))),
-                })
+                let status = match ending {
+                    Ending::Clean => this.inbound_error.take().unwrap_or_else(|| Status::ok("")),
+                    Ending::Error(e) => status_of(&e),
+                };
+                let mut trailers = http::HeaderMap::new();
+                // Only a status whose message cannot be encoded fails here; send the code alone.
+                if status.add_header(&mut trailers).is_err() {
+                    trailers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
+                }
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
     }
 }
 
@@ -214,43 +233,6 @@ pub fn status_of(e: &SessionError) -> Status {
         }
         SessionError::Kicked(_) => Status::aborted(message),
         SessionError::ShuttingDown => Status::unavailable(message),
-    }
-}
-
-/// Decodes `ChatEvent`s with prost; "encodes" the hub's pre-encoded `ChatMessage` bytes by
-/// copying them.
-#[derive(Debug, Clone, Copy, Default)]
-struct ChatCodec;
-
-impl Codec for ChatCodec {
-    type Encode = Bytes;
-    type Decode = pb::ChatEvent;
-    type Encoder = PreEncoded;
-    type Decoder = EventDecoder;
-
-    fn encoder(&mut self) -> PreEncoded {
-        PreEncoded
-    }
-
-    fn decoder(&mut self) -> EventDecoder {
-        EventDecoder
-    }
-}
-
-#[derive(Debug)]
-struct PreEncoded;
-
-impl Encoder for PreEncoded {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        buffers()
     }
 }
 
