@@ -21,6 +21,8 @@ fn room(n: usize) -> (Arc<Hub>, Vec<SessionHandle>, Vec<OutboxReader>) {
         HubConfig {
             backlog: 1 << 16,
             max_participants: n + 1,
+            rate: None,
+            ..HubConfig::default()
         },
         Auditor::disabled(),
     );
@@ -29,7 +31,12 @@ fn room(n: usize) -> (Arc<Hub>, Vec<SessionHandle>, Vec<OutboxReader>) {
     for i in 0..n {
         let (tx, rx) = outbox::outbox(1 << 16);
         let mut s = SessionHandle::new(Arc::clone(&hub), Transport::Grpc, format!("p{i}"), tx);
-        s.handle(0, Event::Join { username: &format!("p{i}") });
+        s.handle(
+            0,
+            Event::Join {
+                username: &format!("p{i}"),
+            },
+        );
         sessions.push(s);
         readers.push(rx);
     }
@@ -128,7 +135,9 @@ fn encode(c: &mut Criterion) {
         participants: 100,
     };
     let mut group = c.benchmark_group("encode");
-    group.bench_function("protobuf", |b| b.iter(|| black_box(black_box(&d).protobuf())));
+    group.bench_function("protobuf", |b| {
+        b.iter(|| black_box(black_box(&d).protobuf()))
+    });
     group.bench_function("json", |b| b.iter(|| black_box(black_box(&d).json())));
     group.finish();
 }

@@ -3,7 +3,7 @@
 //! man page and the shell completions.
 
 use crate::audit::{AuditConfig, DEFAULT_QUEUE};
-use crate::hub::HubConfig;
+use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -61,6 +61,44 @@ pub struct DaemonArgs {
     /// Participants the server takes at once; further joins are refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "CHITTY_MAX_PARTICIPANTS", default_value_t = HubConfig::default().max_participants, value_name = "N")]
     pub max_participants: usize,
+
+    /// Messages per second a participant may send, sustained (token bucket); 0 means no limit.
+    /// Messages over it are refused with a private notice.
+    #[arg(
+        long,
+        env = "CHITTY_RATE_LIMIT",
+        default_value_t = 5.0,
+        value_name = "PER_SECOND"
+    )]
+    pub rate_limit: f64,
+
+    /// Messages a participant may send at once before the rate limit applies.
+    #[arg(
+        long,
+        env = "CHITTY_RATE_BURST",
+        default_value_t = 10,
+        value_name = "MESSAGES"
+    )]
+    pub rate_burst: u32,
+
+    /// Refused messages within 10 s that count as a flood: the sender is disconnected
+    /// (RESOURCE_EXHAUSTED, "flooding").
+    #[arg(
+        long,
+        env = "CHITTY_FLOOD_LIMIT",
+        default_value_t = 50,
+        value_name = "MESSAGES"
+    )]
+    pub flood_limit: u32,
+
+    /// A gRPC stream that has not joined after this long is closed (DEADLINE_EXCEEDED).
+    #[arg(long, env = "CHITTY_JOIN_DEADLINE", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub join_deadline: Duration,
+
+    /// How often a quiet WebSocket peer is pinged; one that answers nothing for twice this
+    /// long is presumed dead and its leave is announced.
+    #[arg(long, env = "CHITTY_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keepalive: Duration,
 
     /// Largest frame accepted from a client, in bytes; larger ones end that client's stream.
     #[arg(
@@ -142,6 +180,13 @@ impl DaemonArgs {
             hub: HubConfig {
                 backlog: self.backlog,
                 max_participants: self.max_participants,
+                rate: (self.rate_limit > 0.0).then_some(RateLimit {
+                    per_second: self.rate_limit,
+                    burst: self.rate_burst.max(1),
+                    flood: self.flood_limit.max(1),
+                }),
+                join_deadline: self.join_deadline,
+                keepalive: self.keepalive,
             },
             audit: AuditConfig {
                 file,

@@ -71,7 +71,7 @@ async fn server_with_admin() -> (TestServer, PathBuf, tempfile::TempDir) {
             queue: 1024,
             ..AuditConfig::default()
         },
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     (server, audit, dir)
@@ -329,7 +329,7 @@ async fn unreachable_daemons_and_stale_or_live_sockets() {
     assert!(out.stderr.contains("stale"), "{}", out.stderr);
     let config = ServerConfig {
         admin_socket: Some(socket.clone()),
-        ..ServerConfig::default()
+        ..common::config()
     };
     let server = start(config.clone()).await;
     assert_eq!(chittyctl(&socket, &["clock"]).await.code, 0);

@@ -269,7 +269,7 @@ async fn bad_text_is_refused_privately_and_the_session_continues() {
 async fn oversized_frames_are_refused_without_disturbing_others() {
     let server = start(ServerConfig {
         max_frame: 1024,
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     let mut alice = server.join("alice").await;
@@ -389,9 +389,9 @@ async fn a_slow_consumer_is_cut_off_and_the_others_keep_going() {
     let server = start(ServerConfig {
         hub: HubConfig {
             backlog: BACKLOG,
-            ..HubConfig::default()
+            ..common::config().hub
         },
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     // The slow client has tiny HTTP/2 windows, so its transport stops pulling after a few frames
@@ -491,7 +491,7 @@ async fn a_slow_consumer_is_cut_off_and_the_others_keep_going() {
 async fn graceful_shutdown_tells_everyone_and_ends_streams_cleanly() {
     let server = start(ServerConfig {
         shutdown_grace: Duration::from_secs(3),
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     let mut alice = server.join("alice").await;
@@ -523,7 +523,7 @@ async fn graceful_shutdown_tells_everyone_and_ends_streams_cleanly() {
 async fn shutdown_is_bounded_even_when_a_client_never_reads() {
     let server = start(ServerConfig {
         shutdown_grace: Duration::from_millis(500),
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     let channel = tonic::transport::Endpoint::from_shared(server.url())
@@ -571,7 +571,7 @@ async fn every_event_kind_is_audited_in_lamport_order() {
             text: true,
             queue: 1024,
         },
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     let mut alice = server.join("alice").await;

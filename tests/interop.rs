@@ -89,7 +89,7 @@ async fn python_checks_health_and_reflection() {
     use tokio::io::AsyncBufReadExt;
     let server = common::start(ServerConfig {
         shutdown_grace: std::time::Duration::from_secs(1),
-        ..ServerConfig::default()
+        ..common::config()
     })
     .await;
     let root = env!("CARGO_MANIFEST_DIR");

@@ -50,6 +50,15 @@ pub enum SessionError {
     /// The server is shutting down and takes no new participants.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Far more messages than the rate limit allows, for a sustained time.
+    #[error("flooding: {0} messages over the rate limit within 10 s; disconnected")]
+    Flooding(u32),
+    /// The stream did not join in time.
+    #[error("no join within {} s; closed", .0.as_secs_f64())]
+    JoinTimeout(std::time::Duration),
+    /// The peer stopped answering keepalive pings.
+    #[error("no answer to keepalive pings; the connection is presumed dead")]
+    DeadPeer,
     /// A frame over the configured limit.
     #[error("frame too large (at most {0} bytes)")]
     FrameTooLarge(usize),
@@ -78,6 +87,9 @@ impl SessionError {
             SessionError::ShuttingDown => "shutdown",
             SessionError::Full(_) => "server_full",
             SessionError::FrameTooLarge(_) => "frame_too_large",
+            SessionError::Flooding(_) => "flood",
+            SessionError::JoinTimeout(_) => "join_timeout",
+            SessionError::DeadPeer => "dead_peer",
             SessionError::BadFrame(_) => "bad_frame",
         }
     }

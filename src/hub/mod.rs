@@ -37,6 +37,38 @@ pub struct HubConfig {
     pub backlog: usize,
     /// Participants the server takes at once.
     pub max_participants: usize,
+    /// Per-session message rate (token bucket); `None` is unlimited.
+    pub rate: Option<RateLimit>,
+    /// A stream that has not joined after this long is closed.
+    pub join_deadline: Duration,
+    /// How often a quiet WebSocket peer is pinged; one that answers nothing for twice this is
+    /// dead and leaves.
+    pub keepalive: Duration,
+}
+
+/// A token bucket: `burst` messages at once, refilled at `per_second`. Messages beyond it are
+/// refused privately; `flood` of them within `FLOOD_WINDOW` disconnect the session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained messages per second.
+    pub per_second: f64,
+    /// Messages allowed at once.
+    pub burst: u32,
+    /// Refused messages within `FLOOD_WINDOW` that count as a flood.
+    pub flood: u32,
+}
+
+/// The window in which refused messages are counted towards a flood.
+pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 5.0,
+            burst: 10,
+            flood: 50,
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -44,6 +76,60 @@ impl Default for HubConfig {
         HubConfig {
             backlog: 4096,
             max_participants: 100_000,
+            rate: Some(RateLimit::default()),
+            join_deadline: Duration::from_secs(5),
+            keepalive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A session's token bucket state.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    refused: u32,
+    window_start: Instant,
+}
+
+/// What the bucket says about one message.
+enum Verdict {
+    Pass,
+    Refuse,
+    Flood(u32),
+}
+
+impl Bucket {
+    fn new(limit: Option<RateLimit>) -> Self {
+        let now = Instant::now();
+        Bucket {
+            tokens: limit.map_or(0.0, |l| f64::from(l.burst)),
+            refilled: now,
+            refused: 0,
+            window_start: now,
+        }
+    }
+
+    fn take(&mut self, limit: Option<RateLimit>, now: Instant) -> Verdict {
+        let Some(limit) = limit else {
+            return Verdict::Pass;
+        };
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(f64::from(limit.burst));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Pass;
+        }
+        if now.saturating_duration_since(self.window_start) > FLOOD_WINDOW {
+            self.window_start = now;
+            self.refused = 0;
+        }
+        self.refused += 1;
+        if self.refused >= limit.flood {
+            Verdict::Flood(self.refused)
+        } else {
+            Verdict::Refuse
         }
     }
 }
@@ -104,6 +190,12 @@ pub struct Stats {
     pub slow_consumers: AtomicU64,
     /// Inputs rejected (private notice or protocol violation).
     pub rejected: AtomicU64,
+    /// Messages refused by the per-session rate limit.
+    pub rate_limited: AtomicU64,
+    /// Sessions disconnected for flooding.
+    pub flood_disconnects: AtomicU64,
+    /// Streams closed because they did not join in time.
+    pub join_timeouts: AtomicU64,
     /// Participants removed by an operator.
     pub kicks: AtomicU64,
     /// Events sequenced (each took a Lamport time).
@@ -150,6 +242,7 @@ struct Session {
     sent: u64,
     received: u64,
     last_active: SystemTime,
+    bucket: Bucket,
 }
 
 impl Session {
@@ -326,6 +419,7 @@ impl Hub {
             sent: 0,
             received: 0,
             last_active: now,
+            bucket: Bucket::new(self.config.rate),
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
@@ -386,6 +480,7 @@ impl Hub {
             sent: 0,
             received: 0,
             last_active: SystemTime::now(),
+            bucket: Bucket::new(self.config.rate),
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
@@ -429,6 +524,10 @@ impl Hub {
             return;
         };
         let lamport = self.clock.observe(timestamp);
+        if !self.within_rate(&mut state, pos, lamport, 0, text) {
+            self.settle(&mut state);
+            return;
+        }
         let refused = if !state.sessions[pos].in_room {
             Some(
                 "you are not in the broadcast room (connect with ?username=NAME to join it); \
@@ -479,6 +578,10 @@ impl Hub {
             return;
         };
         let lamport = self.clock.observe(timestamp);
+        if !self.within_rate(&mut state, pos, lamport, recipient, text) {
+            self.settle(&mut state);
+            return;
+        }
         if let Err(e) = rules::check_text(text) {
             self.refuse_text(&mut state, pos, lamport, recipient, &e.to_string(), text);
             self.settle(&mut state);
@@ -516,6 +619,40 @@ impl Hub {
         let frame = delivery.encode(r.transport);
         self.deliver_to(&mut state, to, frame);
         self.settle(&mut state);
+    }
+
+    /// Applies the session's token bucket. Returns false when the message must not go on: it was
+    /// refused with a private notice, or the session was disconnected for flooding.
+    fn within_rate(
+        &self,
+        state: &mut State,
+        pos: usize,
+        lamport: u64,
+        recipient: u64,
+        text: &str,
+    ) -> bool {
+        let limit = self.config.rate;
+        match state.sessions[pos].bucket.take(limit, Instant::now()) {
+            Verdict::Pass => true,
+            Verdict::Refuse => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let l = limit.unwrap_or_default();
+                let why = format!(
+                    "rate limit: at most {} messages per second (bursts of {}); message dropped",
+                    l.per_second, l.burst
+                );
+                self.refuse_text(state, pos, lamport, recipient, &why, text);
+                false
+            }
+            Verdict::Flood(n) => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.stats.flood_disconnects.fetch_add(1, Ordering::Relaxed);
+                let err = SessionError::Flooding(n);
+                state.sessions[pos].outbox.end(Ending::Error(err.clone()));
+                self.remove(state, pos, lamport, &LeaveReason::Violation(err.reason()));
+                false
+            }
+        }
     }
 
     /// Refuses input privately: a SERVER notice of kind ERROR to the sender alone.
@@ -562,6 +699,9 @@ impl Hub {
         err: &SessionError,
     ) {
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if let SessionError::JoinTimeout(_) = err {
+            self.stats.join_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         if self.audit.enabled() {
             // Under the lock, like every event, so the trail stays in Lamport order.
             let _state = self.lock();

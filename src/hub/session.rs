@@ -101,6 +101,11 @@ impl SessionHandle {
         }
     }
 
+    /// The hub this session belongs to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
     /// The session's user id, once joined.
     pub fn id(&self) -> Option<u64> {
         self.joined.as_ref().map(|(id, _)| *id)

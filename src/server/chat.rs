@@ -17,6 +17,7 @@ use http_body::Frame;
 use prost::Message;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -79,7 +80,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             Streaming::new_request(EventDecoder, req.into_body(), None, Some(self.max_frame));
         let (outbox, reader) = outbox::outbox(self.hub.config().backlog);
         let session = SessionHandle::new(Arc::clone(&self.hub), Transport::Grpc, peer, outbox);
+        let deadline = self.hub.config().join_deadline;
         let body = ParticipantBody {
+            join_timer: Some((Box::pin(tokio::time::sleep(deadline)), deadline)),
             inbound: Some(inbound),
             session,
             reader,
@@ -98,6 +101,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
 
 /// One participant: reads its events into the hub and writes its outbox's frames.
 pub struct ParticipantBody {
+    /// Fires if the stream has not joined in time; dropped once it has.
+    join_timer: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     inbound: Option<Streaming<pb::ChatEvent>>,
     session: SessionHandle,
     reader: OutboxReader,
@@ -170,6 +175,15 @@ impl http_body::Body for ParticipantBody {
             return Poll::Ready(None);
         }
         this.read_events(cx);
+        if let Some((timer, deadline)) = &mut this.join_timer {
+            if this.session.id().is_some() || this.session.is_ended() {
+                this.join_timer = None;
+            } else if timer.as_mut().poll(cx).is_ready() {
+                let deadline = *deadline;
+                this.join_timer = None;
+                this.session.violation(SessionError::JoinTimeout(deadline));
+            }
+        }
         match this.reader.poll_take(cx, &mut this.batch) {
             Poll::Ready(Taken::Frames) => Poll::Ready(Some(Ok(Frame::data(this.framed_batch())))),
             Poll::Ready(Taken::Ended(ending)) => {
@@ -228,9 +242,11 @@ pub fn status_of(e: &SessionError) -> Status {
         SessionError::Impersonation { .. } | SessionError::Banned { .. } => {
             Status::permission_denied(message)
         }
-        SessionError::SlowConsumer(_) | SessionError::Full(_) => {
+        SessionError::SlowConsumer(_) | SessionError::Full(_) | SessionError::Flooding(_) => {
             Status::resource_exhausted(message)
         }
+        SessionError::JoinTimeout(_) => Status::deadline_exceeded(message),
+        SessionError::DeadPeer => Status::unavailable(message),
         SessionError::Kicked(_) => Status::aborted(message),
         SessionError::ShuttingDown => Status::unavailable(message),
     }

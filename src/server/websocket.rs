@@ -133,8 +133,24 @@ async fn serve(
     let (mut tx, mut rx) = socket.split();
     let mut batch = VecDeque::new();
     let mut reading = !session.is_ended();
+    // Dead-peer detection: ping a quiet peer every `keepalive`; one that has sent nothing (not
+    // even a pong) for twice that is gone, and its leave is announced.
+    let keepalive = session_keepalive(&session);
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = pings.tick(), if reading => {
+                if heard.elapsed() >= keepalive * 2 {
+                    reading = false;
+                    session.violation(SessionError::DeadPeer);
+                } else {
+                    let ping = tx.send(Message::Ping(Default::default()));
+                    if tokio::time::timeout(WRITE_TIMEOUT, ping).await.is_err() {
+                        break;
+                    }
+                }
+            }
             taken = reader.take(&mut batch) => match taken {
                 Taken::Frames => {
                     let write = async {
@@ -158,7 +174,9 @@ async fn serve(
                     break;
                 }
             },
-            msg = rx.next(), if reading => match msg {
+            msg = rx.next(), if reading => {
+                heard = tokio::time::Instant::now();
+                match msg {
                 Some(Ok(Message::Text(text))) => handle_text(&mut session, &text),
                 Some(Ok(Message::Binary(_))) => {
                     session.handle(0, Event::Invalid {
@@ -179,9 +197,17 @@ async fn serve(
                         None => session.disconnect(),
                     }
                 }
-            },
+            }},
         }
     }
+}
+
+fn session_keepalive(session: &SessionHandle) -> std::time::Duration {
+    session
+        .hub()
+        .config()
+        .keepalive
+        .max(std::time::Duration::from_millis(10))
 }
 
 /// Turns one text frame into an event for the hub.

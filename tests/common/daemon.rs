@@ -20,6 +20,8 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
             .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
             .args(args)
+            // Most tests send bursts; the tests of the rate limit pass --rate-limit themselves.
+            .env("CHITTY_RATE_LIMIT", "0")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -47,8 +47,16 @@ pub async fn start(mut config: ServerConfig) -> TestServer {
     }
 }
 
+/// The server's defaults, minus the per-session rate limit: most tests send bursts that are
+/// not what they test. Tests of the limits set them explicitly.
+pub fn config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.hub.rate = None;
+    config
+}
+
 pub async fn start_default() -> TestServer {
-    start(ServerConfig::default()).await
+    start(config()).await
 }
 
 impl TestServer {

@@ -2,6 +2,11 @@ complete -c chittyd -l listen -d 'Address and port of the chat port (gRPC)' -r
 complete -c chittyd -l shutdown-grace -d 'How long shutdown waits for participants\' streams to end before closing them (e.g. 5s)' -r
 complete -c chittyd -l backlog -d 'Messages a participant may have waiting to be read; one that falls further behind is disconnected as a slow consumer, so it never delays anybody else' -r
 complete -c chittyd -l max-participants -d 'Participants the server takes at once; further joins are refused (RESOURCE_EXHAUSTED)' -r
+complete -c chittyd -l rate-limit -d 'Messages per second a participant may send, sustained (token bucket); 0 means no limit. Messages over it are refused with a private notice' -r
+complete -c chittyd -l rate-burst -d 'Messages a participant may send at once before the rate limit applies' -r
+complete -c chittyd -l flood-limit -d 'Refused messages within 10 s that count as a flood: the sender is disconnected (RESOURCE_EXHAUSTED, "flooding")' -r
+complete -c chittyd -l join-deadline -d 'A gRPC stream that has not joined after this long is closed (DEADLINE_EXCEEDED)' -r
+complete -c chittyd -l keepalive -d 'How often a quiet WebSocket peer is pinged; one that answers nothing for twice this long is presumed dead and its leave is announced' -r
 complete -c chittyd -l max-frame -d 'Largest frame accepted from a client, in bytes; larger ones end that client\'s stream' -r
 complete -c chittyd -l audit-log -d 'Append the audit trail (one JSON object per line) to this file; "-" is standard output, "none" turns the file off. Default: standard output when run by hand, none when logging to the journal (which gets every record as a structured entry)' -r -F
 complete -c chittyd -l audit-queue -d 'Audit records that may wait for the writer; beyond it records are counted as dropped (and the drop itself is recorded) rather than slowing chat down' -r
