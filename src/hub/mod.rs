@@ -58,6 +58,9 @@ pub struct RateLimit {
     pub flood: u32,
 }
 
+/// The longest ban: longer requests are clamped to it (about 100 years).
+pub const MAX_BAN: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The window in which refused messages are counted towards a flood.
 pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
@@ -761,7 +764,12 @@ impl Hub {
             self.audit.record(r);
         }
         if let Some(ban) = ban.filter(|_| !name.is_empty()) {
-            state.bans.insert(name, Instant::now() + ban);
+            let now = Instant::now();
+            // A ban longer than the clock can represent is a ban for as long as it can.
+            let until = now
+                .checked_add(ban.min(MAX_BAN))
+                .unwrap_or(now + Duration::from_secs(86_400));
+            state.bans.insert(name, until);
         }
         let lamport = self.clock.tick();
         self.remove(
@@ -809,18 +817,28 @@ impl Hub {
         }
         self.broadcast(&mut state, &notice(lamport, text, room));
         let sessions = std::mem::take(&mut state.sessions);
+        // Those whose backlog could not take the notice were not keeping up: they end as slow
+        // consumers, not cleanly, since their stream is missing what everyone else got.
+        let overflowed = std::mem::take(&mut state.overflowed);
         state.index.clear();
         state.names.clear();
         state.room = 0;
-        state.overflowed.clear();
         for s in &sessions {
             let lamport = self.clock.tick();
+            let slow = overflowed.contains(&s.id);
             if self.audit.enabled() {
                 let mut r = self.audit_for(s, lamport, "leave");
-                r.reason = Some("shutdown".into());
+                r.reason = Some(if slow { "slow_consumer" } else { "shutdown" }.into());
                 self.audit.record(r);
             }
-            s.outbox.end(Ending::Clean);
+            if slow {
+                self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                s.outbox.end(Ending::Error(SessionError::SlowConsumer(
+                    self.config.backlog,
+                )));
+            } else {
+                s.outbox.end(Ending::Clean);
+            }
         }
         sessions.len()
     }

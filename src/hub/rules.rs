@@ -21,8 +21,8 @@ pub enum NameError {
     /// Over the limit.
     #[error("a username has at most {MAX_USERNAME_CHARS} characters, this one has {0}")]
     TooLong(usize),
-    /// Contains whitespace or a control character.
-    #[error("a username cannot contain whitespace or control characters")]
+    /// Contains whitespace, a control character, or an invisible formatting character.
+    #[error("a username cannot contain whitespace, control or invisible formatting characters")]
     BadCharacter,
     /// `SERVER` is reserved.
     #[error("{SERVER_NAME} is reserved for the server")]
@@ -38,9 +38,27 @@ pub enum TextError {
     /// Over the limit.
     #[error("message is too long: {0} characters, at most {MAX_MESSAGE_CHARS} are allowed")]
     TooLong(usize),
-    /// Contains a control character (which could be a terminal escape sequence).
+    /// Contains a control character (which could be a terminal escape sequence) or a
+    /// bidirectional override (which could make text display as something else).
     #[error("message contains a control character (U+{0:04X}); only printable text is allowed")]
     ControlCharacter(u32),
+}
+
+/// Unicode format characters (general category Cf): invisible, yet they change what a name
+/// looks like ("SERVER" followed by a zero-width space displays as "SERVER").
+fn is_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// Bidirectional embedding, override and isolate controls: they can make text display in a
+/// different order from what was sent. (Other format characters, such as the zero-width
+/// joiner inside emoji, are fine in text.)
+fn is_bidi_control(c: char) -> bool {
+    matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
 /// Checks a username against the rules.
@@ -48,12 +66,15 @@ pub fn check_username(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    // Counting stops early so a 10 MB name costs no more than a long one.
-    let chars = name.chars().take(MAX_USERNAME_CHARS + 1).count();
+    // Names arrive inside frames capped by --max-frame, so counting them is cheap.
+    let chars = name.chars().count();
     if chars > MAX_USERNAME_CHARS {
-        return Err(NameError::TooLong(name.chars().count()));
+        return Err(NameError::TooLong(chars));
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_format(c))
+    {
         return Err(NameError::BadCharacter);
     }
     if name.eq_ignore_ascii_case(SERVER_NAME) {
@@ -69,7 +90,7 @@ pub fn check_text(text: &str) -> Result<(), TextError> {
     }
     let mut chars = 0;
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || is_bidi_control(c) {
             return Err(TextError::ControlCharacter(c as u32));
         }
         chars += 1;
@@ -104,6 +125,19 @@ mod tests {
             assert_eq!(check_username(reserved), Err(NameError::Reserved));
         }
         assert_eq!(check_username("SERVER2"), Ok(()));
+        for lookalike in [
+            "SERVER\u{200b}",
+            "\u{2060}SERVER",
+            "SER\u{ad}VER",
+            "\u{feff}server",
+            "al\u{202e}ice",
+        ] {
+            assert_eq!(
+                check_username(lookalike),
+                Err(NameError::BadCharacter),
+                "{lookalike:?}"
+            );
+        }
     }
 
     #[test]

@@ -136,7 +136,8 @@ impl Admin for AdminService {
                 .map_err(|e| Status::invalid_argument(format!("reason: {e}")))?;
             req.reason
         };
-        let ban = (req.ban_seconds > 0).then(|| Duration::from_secs(req.ban_seconds));
+        let ban = (req.ban_seconds > 0)
+            .then(|| Duration::from_secs(req.ban_seconds).min(crate::hub::MAX_BAN));
         let who = if req.username.is_empty() {
             Target::Id(req.id)
         } else {

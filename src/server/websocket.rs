@@ -98,6 +98,16 @@ pub struct FrameError {
 
 /// Parses one client text frame.
 pub fn parse(text: &str) -> Result<Incoming, FrameError> {
+    // serde would also take an array of the fields in order; the protocol has objects only.
+    if let Some(first) = text.trim_start().chars().next()
+        && first != '{'
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    {
+        return Err(FrameError {
+            reason: "invalid frame: expected a JSON object like {\"recipient_id\": 2, \"message\": \"hi\"}".into(),
+            recipient: 0,
+        });
+    }
     serde_json::from_str::<Incoming>(text).map_err(|e| {
         let recipient = serde_json::from_str::<serde_json::Value>(text)
             .ok()
