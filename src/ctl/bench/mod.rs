@@ -129,7 +129,11 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         )));
     }
     let base = Instant::now();
-    let run_id = std::process::id() % 10_000;
+    // Distinct per process and per second, so concurrent or back-to-back runs do not collide.
+    let run_id = (std::process::id() % 10_000) * 100
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 100) as u32);
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
     let progress = progress_bar();
@@ -186,7 +190,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                     // A gRPC stream whose request side ends is a leave: keep it open.
                     quiet.push(tx);
                 }
-                receivers.spawn(receive(rx, Arc::clone(&shared), stop.clone(), base));
+                receivers.spawn(receive(rx, Arc::clone(&shared), stop.clone(), base, run_id));
                 progress.set_message(format!(
                     "connected {}/{total}",
                     ids.iter().filter(|&&x| x != 0).count()
@@ -263,7 +267,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                     Pattern::Direct if recipients.is_empty() => break,
                     Pattern::Direct => recipients[(i + n as usize * senders) % recipients.len()],
                 };
-                let text = payload(base.elapsed().as_nanos() as u64, i, n, size);
+                let text = payload(base.elapsed().as_nanos() as u64, i, n, run_id, size);
                 if tx.send(&text, recipient).await.is_err() {
                     break;
                 }
@@ -378,18 +382,22 @@ fn validate(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// A message carrying its send time (nanoseconds since the bench's start), sender and number,
-/// padded to `size` bytes.
-fn payload(sent_ns: u64, sender: usize, n: u64, size: usize) -> String {
-    let mut text = format!("{sent_ns:x}.{sender:x}.{n:x}.");
+/// A message carrying its send time (nanoseconds since the bench's start), sender, number and
+/// the run's tag (so two benches against one server count only their own), padded to `size`.
+fn payload(sent_ns: u64, sender: usize, n: u64, run: u32, size: usize) -> String {
+    let mut text = format!("{sent_ns:x}.{sender:x}.{n:x}.{run:x}.");
     while text.len() < size {
         text.push('x');
     }
     text
 }
 
-fn sent_ns(text: &str) -> Option<u64> {
-    u64::from_str_radix(text.split('.').next()?, 16).ok()
+/// The send time of one of this run's messages (`None` for anything else).
+fn sent_ns(text: &str, run: u32) -> Option<u64> {
+    let mut parts = text.split('.');
+    let t = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let tag = parts.nth(2)?;
+    (u32::from_str_radix(tag, 16).ok()? == run).then_some(t)
 }
 
 async fn receive(
@@ -397,6 +405,7 @@ async fn receive(
     shared: Arc<Shared>,
     stop: CancellationToken,
     base: Instant,
+    run: u32,
 ) -> Seen {
     let mut seen = Seen {
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds"),
@@ -427,7 +436,7 @@ async fn receive(
             Kind::Message | Kind::Direct => {
                 if r.text == GO {
                     shared.caught_up.fetch_add(1, Ordering::Relaxed);
-                } else if let Some(t) = sent_ns(&r.text) {
+                } else if let Some(t) = sent_ns(&r.text, run) {
                     let now = base.elapsed().as_nanos() as u64;
                     let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
                     seen.received += 1;
@@ -494,11 +503,12 @@ mod tests {
 
     #[test]
     fn payloads_carry_their_send_time_and_size() {
-        let p = payload(0x1234_5678_9abc, 3, 42, 50);
+        let p = payload(0x1234_5678_9abc, 3, 42, 77, 50);
         assert_eq!(p.len(), 50);
-        assert_eq!(sent_ns(&p), Some(0x1234_5678_9abc));
+        assert_eq!(sent_ns(&p, 77), Some(0x1234_5678_9abc));
+        assert_eq!(sent_ns(&p, 78), None, "another run's message");
         assert!(crate::hub::rules::check_text(&p).is_ok());
-        let p = payload(u64::MAX, 9999, u64::MAX, 32);
+        let p = payload(u64::MAX, 9999, u64::MAX, u32::MAX, 32);
         assert!(p.len() <= 128 && crate::hub::rules::check_text(&p).is_ok());
     }
 }
