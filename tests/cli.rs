@@ -1,10 +1,11 @@
 //! The real binaries: chittyd as a process, `chitty` clients in line mode exchanging messages
-//! through it, their log files, exit codes, and a clean SIGTERM.
+//! through it, their log files, exit codes, a clean SIGTERM, and a client that reconnects when
+//! chittyd restarts.
 
 use std::path::Path;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, Command};
 
 mod common;
 
@@ -22,7 +23,7 @@ fn chitty(addr: &str, name: &str, log: &Path) -> Child {
         .expect("start chitty")
 }
 
-async fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> String {
+async fn wait_for(lines: &mut Lines<BufReader<impl AsyncRead + Unpin>>, needle: &str) -> String {
     tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains(needle) {
@@ -140,4 +141,155 @@ async fn chitty_exit_codes_say_what_went_wrong() {
     let out = gone.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is chittyd running"));
+}
+
+/// A port nobody listens on now, for a chittyd that must come back at the same address.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+    probe.local_addr().unwrap().port()
+}
+
+/// chittyd listening on `addr` (rather than an ephemeral port), without an admin socket.
+async fn chittyd_at(addr: &str) -> Daemon {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
+        .args([
+            "--listen",
+            addr,
+            "--log-target",
+            "stderr",
+            "--admin-socket",
+            "none",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chittyd");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for(&mut stderr, "listening on").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    Daemon {
+        child,
+        addr: addr.to_owned(),
+    }
+}
+
+/// The Lamport time at the start of a log line (`L[12] @ …`).
+fn log_time(line: &str) -> u64 {
+    line[2..line.find(']').unwrap()].parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_line_mode_client_reconnects_when_chittyd_restarts() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let first = chittyd_at(&addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice_log = dir.path().join("alice.log");
+
+    let mut alice = chitty(&addr, "alice", &alice_log);
+    let mut alice_out = BufReader::new(alice.stdout.take().unwrap()).lines();
+    let mut alice_err = BufReader::new(alice.stderr.take().unwrap()).lines();
+    let mut alice_in = alice.stdin.take().unwrap();
+    wait_for(&mut alice_out, "Participant alice joined").await;
+    alice_in.write_all(b"before the restart\n").await.unwrap();
+    wait_for(&mut alice_out, "] alice: before the restart").await;
+
+    // A clean stop: the notice, then the client says what happened and keeps trying.
+    first.stop().await;
+    wait_for(&mut alice_out, "* Chitty-Chat server is shutting down").await;
+    let lost = wait_for(&mut alice_err, "connection lost:").await;
+    assert!(
+        lost.starts_with("chitty: connection lost: the server shut down; reconnecting in ")
+            && lost.ends_with(" s (attempt 1)"),
+        "{lost}"
+    );
+    // Typed while disconnected: queued, sent after the rejoin.
+    alice_in.write_all(b"typed while away\n").await.unwrap();
+
+    let second = chittyd_at(&addr).await;
+    let back = wait_for(&mut alice_err, "reconnected as").await;
+    let id = back
+        .strip_prefix("chitty: reconnected as alice (#")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{back}"));
+    wait_for(&mut alice_out, "Participant alice joined").await;
+    wait_for(&mut alice_out, "] alice: typed while away").await;
+
+    // Another client sees alice under her name and id, and messages flow both ways.
+    let mut bob = chitty(&addr, "bob", &dir.path().join("bob.log"));
+    let mut bob_out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut bob_in = bob.stdin.take().unwrap();
+    wait_for(&mut bob_out, "Participant bob joined").await;
+    wait_for(&mut alice_out, "Participant bob joined").await;
+    alice_in.write_all(b"back again\n").await.unwrap();
+    wait_for(&mut bob_out, "] alice: back again").await;
+    bob_in
+        .write_all(format!("/msg {id} welcome back\n").as_bytes())
+        .await
+        .unwrap();
+    wait_for(&mut alice_out, "-> you: welcome back").await;
+
+    // The user's own leave is final: no reconnecting, exit 0.
+    drop(alice_in);
+    wait_for(&mut bob_out, "Participant alice left").await;
+    assert!(alice.wait().await.unwrap().success());
+    drop(bob_in);
+    assert!(bob.wait().await.unwrap().success());
+    second.stop().await;
+
+    // The client's Lamport clock outlived the connection: the restarted server started from 0,
+    // yet every time alice logged keeps increasing.
+    let log = std::fs::read_to_string(&alice_log).unwrap();
+    let times: Vec<u64> = log.lines().map(log_time).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{log}");
+    let rejoin = log
+        .lines()
+        .filter(|l| l.contains("@ SERVER: Participant alice joined"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second join in {log}"));
+    let before = log
+        .lines()
+        .find(|l| l.ends_with("@ alice: before the restart"))
+        .unwrap();
+    assert!(log_time(rejoin) > log_time(before), "{log}");
+}
+
+#[tokio::test]
+async fn a_kicked_and_banned_client_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
+    let daemon = Daemon::start(&["--admin-socket", socket.to_str().unwrap()], &[]).await;
+    let mut alice = chitty(&daemon.addr, "alice", &dir.path().join("alice.log"));
+    let mut alice_out = BufReader::new(alice.stdout.take().unwrap()).lines();
+    wait_for(&mut alice_out, "Participant alice joined").await;
+
+    let kicked = Command::new(env!("CARGO_BIN_EXE_chittyctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["kick", "alice", "--reason", "spamming", "--ban", "10m"])
+        .output()
+        .await
+        .unwrap();
+    assert!(kicked.status.success(), "{kicked:?}");
+
+    // A refusal is final: no reconnecting, exit 4, the reason in words.
+    let out = tokio::time::timeout(PATIENCE, alice.wait_with_output())
+        .await
+        .expect("chitty kept going after a kick")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end(), "chitty: removed by an operator: spamming");
+
+    // The ban keeps the name out, and says for how long.
+    let again = chitty(&daemon.addr, "alice", &dir.path().join("again.log"));
+    let out = again.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("chitty: not allowed: username alice is banned for another ")
+            && err.trim_end().ends_with(" s"),
+        "{err}"
+    );
+    daemon.stop().await;
 }

@@ -8,7 +8,9 @@
 
 mod common;
 
+use chitty::server::{Server, ServerConfig};
 use common::{PATIENCE, TestServer, start_default};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -419,8 +421,10 @@ async fn server_errors_are_told_in_words_and_the_terminal_comes_back() {
     kicked.press(&["C-c"]).await;
     assert_eq!(kicked.exit_code().await, 4);
 
-    // The server shutting down.
-    let last = tmux.chitty("last", &server, &["-u", "erin"]).await;
+    // The server shutting down, for a client told not to reconnect.
+    let last = tmux
+        .chitty("last", &server, &["-u", "erin", "--no-reconnect"])
+        .await;
     last.wait_for("| connected | erin #").await;
     server.shutdown().await;
     let screen = last
@@ -450,5 +454,66 @@ async fn plain_keeps_line_mode_at_a_terminal() {
     pane.type_text("/quit").await;
     pane.press(&["Enter"]).await;
     assert_eq!(pane.exit_code().await, 0);
+    server.shutdown().await;
+}
+
+/// chittyd in-process on `addr` itself rather than an ephemeral port, so that a restart comes
+/// back where the client looks for it.
+async fn start_at(addr: SocketAddr) -> TestServer {
+    let server = Server::bind(ServerConfig {
+        listen: addr,
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("bind chittyd");
+    let hub = std::sync::Arc::clone(server.hub());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(server.run(stop.clone()));
+    TestServer {
+        addr,
+        admin: None,
+        metrics: None,
+        hub,
+        stop,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_follows_a_reconnect_across_a_restart() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("find a free port");
+    let server = start_at(addr).await;
+    let tmux = Tmux::new();
+    let alice = tmux.chitty("alice", &server, &["-u", "alice"]).await;
+    alice.wait_for("| connected | alice #").await;
+
+    server.shutdown().await;
+    alice
+        .wait_for("connection lost: the server shut down; reconnecting in")
+        .await;
+    alice.wait_for("| reconnecting (attempt ").await;
+    alice.type_text("typed while away").await;
+    alice.press(&["Enter"]).await;
+    alice.wait_for("Queued: sent once reconnected.").await;
+
+    let server = start_at(addr).await;
+    let screen = alice.wait_for("reconnected as alice (#").await;
+    let back = screen
+        .lines()
+        .find(|l| l.contains("reconnected as alice (#"))
+        .unwrap();
+    alice.wait_for("] alice: typed while away").await;
+    let status = alice.status(&server).await;
+    assert!(status.contains(" | connected | alice #"), "{status}");
+    assert!(
+        back.contains(&format!("(#{})", id_of(&status, "alice"))),
+        "{back} / {status}"
+    );
+
+    alice.press(&["Escape"]).await;
+    assert_eq!(alice.exit_code().await, 0);
+    assert!(log_has(&alice.log(), "] @ alice: typed while away"));
     server.shutdown().await;
 }

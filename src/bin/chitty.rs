@@ -20,12 +20,14 @@ fn main() -> ExitCode {
             server: args.host.clone(),
             username: args.username.clone(),
             log: args.log_path(),
+            reconnect: args.reconnect(),
         }))
     } else {
         runtime.block_on(plain::run(plain::Options {
             server: args.host.clone(),
             username: args.username.clone(),
             log: args.log_path(),
+            reconnect: args.reconnect(),
         }))
     };
     // Reading standard input is a blocking read the runtime would wait for on drop: when the
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chitty: {e}");
-            ExitCode::from(match e {
+            ExitCode::from(match e.cause() {
                 ClientError::Connect { .. } => 3,
                 e if e.is_refusal() => 4,
                 _ => 1,

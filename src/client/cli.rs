@@ -1,6 +1,7 @@
 //! The `chitty` command line, in the library so its man page and completions come from the same
 //! definition.
 
+use super::reconnect::Policy;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -57,6 +58,19 @@ pub struct ChatArgs {
     /// Line mode is chosen by itself when standard input or output is not a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Do not reconnect when the connection drops or the server restarts: end the session.
+    /// By default chitty reconnects with exponential back-off (up to 30 s between attempts,
+    /// randomised), rejoins under the same name, and sends what was typed meanwhile.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Give up after N reconnection attempts in a row (default: keep trying until you leave).
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "no_reconnect",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub reconnect_max: Option<u32>,
 }
 
 impl ChatArgs {
@@ -73,6 +87,15 @@ impl ChatArgs {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
         Some(state.join("chitty").join(format!("{}.log", self.username)))
     }
+
+    /// When to reconnect, from `--no-reconnect` and `--reconnect-max`.
+    pub fn reconnect(&self) -> Policy {
+        Policy {
+            enabled: !self.no_reconnect,
+            max_attempts: self.reconnect_max,
+            ..Policy::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +106,26 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         ChittyCli::command().debug_assert();
+    }
+
+    fn chat(args: &[&str]) -> Result<ChatArgs, clap::Error> {
+        let argv = ["chitty", "chat", "-u", "alice"].iter().chain(args);
+        ChittyCli::try_parse_from(argv).map(|cli| {
+            let ChittyCommand::Chat(args) = cli.command;
+            args
+        })
+    }
+
+    #[test]
+    fn reconnecting_is_on_by_default_and_can_be_limited_or_turned_off() {
+        assert_eq!(chat(&[]).unwrap().reconnect(), Policy::default());
+        assert!(Policy::default().enabled);
+        assert_eq!(Policy::default().max_attempts, None);
+        assert!(!chat(&["--no-reconnect"]).unwrap().reconnect().enabled);
+        let limited = chat(&["--reconnect-max", "5"]).unwrap().reconnect();
+        assert!(limited.enabled);
+        assert_eq!(limited.max_attempts, Some(5));
+        assert!(chat(&["--reconnect-max", "0"]).is_err());
+        assert!(chat(&["--no-reconnect", "--reconnect-max", "3"]).is_err());
     }
 }

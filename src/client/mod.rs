@@ -2,9 +2,13 @@
 //!
 //! The client ticks its clock before every send and puts the time in the event; on every
 //! message it receives, the clock becomes max(local, received) + 1.
+//!
+//! [`reconnect`] decides what happens when the connection is lost (wait, rejoin with the same
+//! clock, or give up); [`plain`] (line mode) and [`tui`] (full screen) both follow it.
 
 pub mod cli;
 pub mod plain;
+pub mod reconnect;
 pub mod tui;
 
 use crate::clock::LamportClock;
@@ -59,6 +63,17 @@ pub enum ClientError {
     /// The server does not offer something the client asked for.
     #[error("the server does not offer {0}")]
     Unsupported(&'static str),
+    /// The server announced its shutdown and ended the stream: a restart, worth reconnecting.
+    #[error("the server shut down")]
+    ServerStopped,
+    /// Reconnecting stopped: the server refused the rejoin, or the attempts ran out.
+    #[error("giving up{}: {last}", exhausted.map(|n| format!(" after {n} attempts")).unwrap_or_default())]
+    GaveUp {
+        /// The attempts made when they ran out (`--reconnect-max`); `None` for a refusal.
+        exhausted: Option<u32>,
+        /// Why the last attempt failed.
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -66,10 +81,23 @@ impl ClientError {
     /// connection failing: retrying the same thing will not help.
     pub fn is_refusal(&self) -> bool {
         use tonic::Code::*;
-        matches!(self, ClientError::Server(s) if matches!(
-            s.code(),
-            AlreadyExists | InvalidArgument | PermissionDenied | FailedPrecondition | Aborted
-        ))
+        match self {
+            ClientError::Server(s) => matches!(
+                s.code(),
+                AlreadyExists | InvalidArgument | PermissionDenied | FailedPrecondition | Aborted
+            ),
+            ClientError::GaveUp { last, .. } => last.is_refusal(),
+            _ => false,
+        }
+    }
+
+    /// The error that decided the outcome: the last attempt's when reconnecting gave up, so that
+    /// exit codes say what went wrong rather than that the client stopped trying.
+    pub fn cause(&self) -> &ClientError {
+        match self {
+            ClientError::GaveUp { last, .. } => last.cause(),
+            e => e,
+        }
     }
 }
 
@@ -138,6 +166,8 @@ pub struct ReceiveHalf {
     clock: Arc<LamportClock>,
     inbound: tonic::Streaming<pb::ChatMessage>,
     id: Option<u64>,
+    /// Whether the server's shutdown notice has arrived: a clean end after it is a restart.
+    stopping: bool,
 }
 
 /// A participant as a list of users shows it.
@@ -150,8 +180,18 @@ pub struct UserEntry {
 }
 
 impl Participant {
-    /// Connects to `addr` and joins as `username`.
+    /// Connects to `addr` and joins as `username`, with a new Lamport clock.
     pub async fn join(addr: &str, username: &str) -> Result<Participant, ClientError> {
+        Participant::join_with_clock(addr, username, Arc::new(LamportClock::new())).await
+    }
+
+    /// Connects to `addr` and joins as `username`, keeping time with `clock`: a client that
+    /// reconnects passes the clock of its earlier connections, so its times never go back.
+    pub async fn join_with_clock(
+        addr: &str,
+        username: &str,
+        clock: Arc<LamportClock>,
+    ) -> Result<Participant, ClientError> {
         let channel: Channel =
             endpoint(addr)?
                 .connect()
@@ -162,7 +202,6 @@ impl Participant {
                 })?;
         let mut client = ChatClient::new(channel);
         let (events, rx) = mpsc::channel(64);
-        let clock = Arc::new(LamportClock::new());
         let join = pb::ChatEvent {
             timestamp: clock.tick(),
             event: Some(chat_event::Event::Join(chat_event::UserJoin {
@@ -185,6 +224,7 @@ impl Participant {
                 clock,
                 inbound,
                 id: None,
+                stopping: false,
             },
         })
     }
@@ -227,6 +267,11 @@ impl Participant {
     /// The next message, or `None` when the server ended the stream cleanly.
     pub async fn next(&mut self) -> Result<Option<pb::ChatMessage>, ClientError> {
         self.recv.next().await
+    }
+
+    /// What a clean end of the stream means; see [`ReceiveHalf::clean_end`].
+    pub fn clean_end(&self) -> Result<(), ClientError> {
+        self.recv.clean_end()
     }
 }
 
@@ -296,16 +341,29 @@ impl ReceiveHalf {
         self.id
     }
 
-    /// The next message, or `None` when the server ended the stream cleanly.
+    /// The next message, or `None` when the server ended the stream cleanly (then
+    /// [`ReceiveHalf::clean_end`] says whether that was a shutdown).
     pub async fn next(&mut self) -> Result<Option<pb::ChatMessage>, ClientError> {
         let Some(msg) = self.inbound.message().await? else {
             return Ok(None);
         };
         self.clock.observe(msg.timestamp);
+        self.stopping |= reconnect::is_shutdown_notice(&msg);
         if self.id.is_none() && is_own_join(&msg, &self.username) {
             self.id = Some(msg.sender_id);
         }
         Ok(Some(msg))
+    }
+
+    /// What a clean end of the stream means: [`ClientError::ServerStopped`] after the server's
+    /// shutdown notice (a restart, worth reconnecting), otherwise `Ok` (the server ended the
+    /// session on purpose, or after our leave).
+    pub fn clean_end(&self) -> Result<(), ClientError> {
+        if self.stopping {
+            Err(ClientError::ServerStopped)
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use super::command::{self, Command, HELP};
 use super::input::Input;
 use super::pane::{Entry, Pane, Tone};
+use crate::client::reconnect::{Queue, Retry};
 use crate::client::{ClientError, UserEntry, is_own_join, printable};
 use crate::pb::{self, chat_message::Kind};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -19,6 +20,12 @@ pub enum Link {
     Connecting,
     /// Joined: what is typed is sent.
     Connected,
+    /// The connection was lost; waiting before this attempt to rejoin. Messages typed now are
+    /// queued.
+    Reconnecting {
+        /// Which attempt comes next, from 1.
+        attempt: u32,
+    },
     /// The leave is sent; waiting for the server to end the stream.
     Leaving,
     /// The session is over, for the reason given.
@@ -50,6 +57,8 @@ pub struct App {
     online: Option<u32>,
     /// The participants seen since we joined, by id, for names in direct messages and /users.
     roster: BTreeMap<u64, String>,
+    /// Messages typed while reconnecting, sent once back in the room.
+    queued: Queue<Command>,
     /// The messages.
     pub pane: Pane,
     /// The line being typed.
@@ -67,6 +76,7 @@ impl App {
             lamport: 0,
             online: None,
             roster: BTreeMap::new(),
+            queued: Queue::default(),
             pane: Pane::new(),
             input: Input::new(),
         };
@@ -96,6 +106,38 @@ impl App {
     /// The join went through: from now on, what is typed is sent.
     pub fn joined(&mut self) {
         self.link = Link::Connected;
+    }
+
+    /// The connection is lost and `retry` says when the next attempt comes. What we knew of
+    /// the room is stale from now on: a restarted server gives new ids.
+    pub fn reconnecting(&mut self, retry: &Retry) {
+        self.error(retry.to_string());
+        self.pane.to_bottom();
+        self.link = Link::Reconnecting {
+            attempt: retry.attempt,
+        };
+        self.id = None;
+        self.online = None;
+        self.roster.clear();
+    }
+
+    /// Back in the room after a lost connection; `text` tells the person.
+    pub fn back(&mut self, text: String) {
+        self.info(text);
+        if !self.queued.is_empty() {
+            self.info(format!("Sending {} queued messages.", self.queued.len()));
+        }
+        self.pane.to_bottom();
+    }
+
+    /// The messages typed while reconnecting, once we are back in the room (connected, with
+    /// our new id); nothing before that.
+    pub fn take_queued(&mut self) -> Vec<Command> {
+        if self.link == Link::Connected && self.id.is_some() {
+            self.queued.drain().collect()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The leave is on its way.
@@ -248,6 +290,7 @@ impl App {
         let link = match &self.link {
             Link::Connecting => "connecting".to_owned(),
             Link::Connected => "connected".to_owned(),
+            Link::Reconnecting { attempt } => format!("reconnecting (attempt {attempt})"),
             Link::Leaving => "leaving".to_owned(),
             Link::Closed(why) => format!("disconnected: {why}"),
         };
@@ -315,11 +358,25 @@ impl App {
             }
             Ok(Some(cmd)) => {
                 self.pane.to_bottom();
-                if self.link == Link::Connected {
-                    Outcome::Run(cmd)
-                } else {
-                    self.error("Not sent: not connected (Up recalls the line).");
-                    Outcome::Nothing
+                let message = matches!(cmd, Command::Say(_) | Command::Direct { .. });
+                match self.link {
+                    // Queued messages go first, so nothing overtakes them.
+                    Link::Connected if self.queued.is_empty() => Outcome::Run(cmd),
+                    Link::Connected | Link::Reconnecting { .. } if message => {
+                        match self.queued.push(cmd) {
+                            Ok(_) => self.info("Queued: sent once reconnected."),
+                            Err(_) => self.error(format!(
+                                "Not sent: disconnected, and {} messages already wait \
+                                 (Up recalls the line).",
+                                self.queued.limit()
+                            )),
+                        }
+                        Outcome::Nothing
+                    }
+                    _ => {
+                        self.error("Not sent: not connected (Up recalls the line).");
+                        Outcome::Nothing
+                    }
                 }
             }
             Err(e) => {

@@ -330,3 +330,70 @@ fn paging_keys_scroll_and_the_status_says_so() {
     type_line(&mut app, "back to the bottom");
     assert_eq!(app.pane.scroll(), 0, "sending jumps to the newest");
 }
+
+#[test]
+fn a_lost_connection_shows_in_the_status_and_queues_what_is_typed() {
+    let mut app = connected();
+    app.on_message(&join(2, "alice", 3, 1));
+    let retry = Retry {
+        attempt: 2,
+        delay: std::time::Duration::from_millis(1200),
+        why: "the server shut down".into(),
+    };
+    app.reconnecting(&retry);
+    assert_eq!(
+        last(&app).text(),
+        "connection lost: the server shut down; reconnecting in 1.2 s (attempt 2)"
+    );
+    let (status, _) = app.status();
+    assert!(
+        status.contains(" | reconnecting (attempt 2) | alice | "),
+        "{status}"
+    );
+    assert_eq!(app.id(), None, "a restarted server gives a new id");
+
+    assert_eq!(type_line(&mut app, "hello again"), Outcome::Nothing);
+    assert_eq!(last(&app).text(), "Queued: sent once reconnected.");
+    assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
+    assert!(last(&app).text().starts_with("Not sent: not connected"));
+
+    // The stream is open again, but nothing goes before we are back in the room, and nothing
+    // typed now overtakes what waits.
+    app.joined();
+    assert_eq!(type_line(&mut app, "and more"), Outcome::Nothing);
+    assert!(app.take_queued().is_empty());
+    app.on_message(&join(40, "alice", 9, 2));
+    app.back("reconnected as alice (#9)".into());
+    assert_eq!(last(&app).text(), "Sending 2 queued messages.");
+    assert_eq!(
+        app.take_queued(),
+        [
+            Command::Say("hello again".into()),
+            Command::Say("and more".into())
+        ]
+    );
+    assert!(app.take_queued().is_empty());
+    assert!(app.status().0.contains(" | connected | alice #9 | "));
+    assert!(matches!(type_line(&mut app, "now"), Outcome::Run(_)));
+}
+
+#[test]
+fn the_queue_refuses_beyond_its_bound() {
+    let mut app = connected();
+    app.reconnecting(&Retry {
+        attempt: 1,
+        delay: std::time::Duration::ZERO,
+        why: "x".into(),
+    });
+    for n in 0..crate::client::reconnect::QUEUE_LIMIT {
+        type_line(&mut app, &format!("m{n}"));
+    }
+    type_line(&mut app, "one too many");
+    assert!(
+        last(&app)
+            .text()
+            .starts_with("Not sent: disconnected, and 100 messages already wait"),
+        "{}",
+        last(&app).text()
+    );
+}

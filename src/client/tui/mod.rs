@@ -19,6 +19,7 @@ pub mod pane;
 pub mod terminal;
 pub mod view;
 
+use crate::client::reconnect::Policy;
 use crate::client::{ClientError, ClientLog, LEAVE_WAIT, SendHalf};
 use app::{App, Link, Outcome};
 use command::Command;
@@ -39,6 +40,8 @@ pub struct Options {
     pub username: String,
     /// The client log file (appended).
     pub log: Option<PathBuf>,
+    /// When to reconnect after the connection is lost.
+    pub reconnect: Policy,
 }
 
 /// Runs the full-screen client until the person leaves (Esc, Ctrl-C, `/quit`) or the terminal
@@ -51,7 +54,12 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
     let mut signals = Signals::new()?;
     let mut screen = Screen::take()?;
     let mut app = App::new(&opts.server, &opts.username);
-    let (task, mut net) = net::spawn(opts.server.clone(), opts.username.clone(), log);
+    let (task, mut net) = net::spawn(
+        opts.server.clone(),
+        opts.username.clone(),
+        log,
+        opts.reconnect,
+    );
     let mut session = Session {
         me: None,
         ended: None,
@@ -90,7 +98,7 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
 
 /// What the loop learns about the session.
 struct Session {
-    /// How to send, once joined.
+    /// How to send, while joined; `None` before and while reconnecting.
     me: Option<SendHalf>,
     /// How the session ended, once it has.
     ended: Option<Result<(), ClientError>>,
@@ -157,6 +165,10 @@ async fn event_loop(
                         Err(_) => break,
                     }
                 }
+                // Back in the room after a lost connection: what was typed meanwhile goes now.
+                for cmd in app.take_queued() {
+                    run_command(app, session, cmd).await;
+                }
             }
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) => match app.on_key(key) {
@@ -185,6 +197,12 @@ fn on_net(app: &mut App, session: &mut Session, event: Option<NetEvent>) {
             session.me = Some(me);
         }
         Some(NetEvent::Message(msg)) => app.on_message(&msg),
+        Some(NetEvent::Lost(retry)) => {
+            // The old stream is gone; a leave on it would go nowhere.
+            session.me = None;
+            app.reconnecting(&retry);
+        }
+        Some(NetEvent::Back(text)) => app.back(text),
         Some(NetEvent::LogFailed(e)) => {
             app.error(format!(
                 "Cannot write the client log ({e}); logging has stopped."
