@@ -52,7 +52,8 @@ pub async fn supervise(hub: Arc<Hub>, stop: CancellationToken) {
     if let Some(w) = watchdog {
         tracing::info!("systemd watchdog armed: {w:?}; pinging every {interval:?}");
     }
-    let mut ticker = tokio::time::interval(interval);
+    // The first round comes one interval in, so nothing is sent before READY=1.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
