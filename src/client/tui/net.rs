@@ -2,7 +2,7 @@
 //! the server to the UI and writes the client log, so that the UI's loop only ever waits on a
 //! channel and the keyboard.
 
-use crate::client::{ClientError, ClientLog, Participant, SendHalf};
+use crate::client::{ClientError, ClientLog, Participant, SendHalf, ServerAddr};
 use crate::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ const QUEUE: usize = 256;
 /// Starts the task that joins `server` as `username`. The task ends after sending `Ended`, or
 /// as soon as the UI drops its receiver.
 pub fn spawn(
-    server: String,
+    server: ServerAddr,
     username: String,
     log: Option<ClientLog>,
 ) -> (JoinHandle<()>, mpsc::Receiver<NetEvent>) {
@@ -42,7 +42,7 @@ pub fn spawn(
 }
 
 async fn relay(
-    server: &str,
+    server: &ServerAddr,
     username: &str,
     mut log: Option<ClientLog>,
     tx: &mpsc::Sender<NetEvent>,
