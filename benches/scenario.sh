@@ -13,7 +13,8 @@ fi
 cargo build --release --quiet --bin chittyd --bin chittyctl
 port=$((20000 + RANDOM % 20000))
 ./target/release/chittyd --listen "127.0.0.1:$port" --admin-socket none --audit-log none \
-    --log-target stderr --log warn --rate-limit 0 "${daemon_args[@]}" &
+    --log-target stderr --log warn --rate-limit 0 --max-connections-per-ip 0 \
+    --new-connections-per-ip 0 "${daemon_args[@]}" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 for _ in $(seq 100); do

@@ -5,6 +5,8 @@
 use crate::audit::{AuditConfig, DEFAULT_QUEUE};
 use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
+use crate::server::limits::ConnLimits;
+use crate::server::tls::TlsFiles;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -136,6 +138,51 @@ pub struct DaemonArgs {
     #[arg(long, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
 
+    /// Connections one client address may hold open at once; more are closed as soon as they
+    /// are accepted (and counted: chittyctl stats). Behind a reverse proxy every client has the
+    /// proxy's address: raise it or set 0 (no limit). IPv4 clients of a dual-stack listener
+    /// count as their IPv4 address.
+    #[arg(long, env = "CHITTY_MAX_CONNECTIONS_PER_IP", default_value_t = ConnLimits::default().max_per_ip, value_name = "N")]
+    pub max_connections_per_ip: u32,
+
+    /// New connections one client address may open per --new-connections-window, and the most
+    /// it may open in one burst; more are closed as soon as they are accepted. A client that
+    /// reconnects needs one; a script opening connections in a loop is stopped. 0: no limit
+    /// (load tests from one machine need it).
+    #[arg(long, env = "CHITTY_NEW_CONNECTIONS_PER_IP", default_value_t = ConnLimits::default().new_per_ip, value_name = "N")]
+    pub new_connections_per_ip: u32,
+
+    /// The time window of --new-connections-per-ip (e.g. 1s, 1m).
+    #[arg(long, env = "CHITTY_NEW_CONNECTIONS_WINDOW", default_value = "1s", value_parser = parse_window, value_name = "DURATION")]
+    pub new_connections_window: Duration,
+
+    /// How long a new connection has to finish its TLS handshake and send its first request
+    /// (the gRPC call or the WebSocket upgrade); one that has not is closed, so sockets that
+    /// connect and say nothing do not hold descriptors (e.g. 10s).
+    #[arg(long, env = "CHITTY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive, value_name = "DURATION")]
+    pub handshake_timeout: Duration,
+
+    /// Serve the chat port (gRPC and WebSocket) over TLS with this certificate chain (PEM, leaf
+    /// first); needs --tls-key. Clients then connect with `chitty chat --tls` (and `--ca FILE`
+    /// for a private CA) or wss://. Without it the port speaks plain TCP, fine on localhost or
+    /// behind a TLS-terminating proxy.
+    #[arg(
+        long,
+        env = "CHITTY_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PATH"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). Readable by chittyd only.
+    #[arg(
+        long,
+        env = "CHITTY_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PATH"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
     #[arg(long, env = "CHITTY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -201,7 +248,37 @@ impl DaemonArgs {
             },
             admin_optional: self.admin_socket.is_none(),
             metrics_listen: self.metrics_listen,
+            limits: ConnLimits {
+                max_per_ip: self.max_connections_per_ip,
+                new_per_ip: self.new_connections_per_ip,
+                window: self.new_connections_window,
+            },
+            handshake_timeout: self.handshake_timeout,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
         }
+    }
+}
+
+/// A duration that is not zero (a zero timeout would close every connection).
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A window of at least a millisecond (a rate per nothing means nothing).
+fn parse_window(s: &str) -> Result<Duration, String> {
+    match parse_positive(s)? {
+        d if d < Duration::from_millis(1) => Err("must be at least 1ms".into()),
+        d => Ok(d),
     }
 }
 
@@ -224,5 +301,30 @@ mod tests {
         assert!(!config.audit.journal);
         let args = DaemonArgs::try_parse_from(["chittyd", "--audit-log", "none"]).unwrap();
         assert_eq!(args.server_config().audit.file, None);
+    }
+
+    #[test]
+    fn edge_defaults_and_options() {
+        let args = DaemonArgs::try_parse_from(["chittyd"]).unwrap();
+        let config = args.server_config();
+        assert_eq!(config.limits, ConnLimits::default());
+        assert_eq!(config.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(config.tls, None);
+        let args = DaemonArgs::try_parse_from([
+            "chittyd",
+            "--max-connections-per-ip=3",
+            "--new-connections-per-ip=0",
+            "--new-connections-window=1m",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+        ])
+        .unwrap();
+        let config = args.server_config();
+        assert_eq!(config.limits.max_per_ip, 3);
+        assert_eq!(config.limits.new_per_ip, 0);
+        assert_eq!(config.limits.window, Duration::from_secs(60));
+        assert_eq!(config.tls.unwrap().key, PathBuf::from("k.pem"));
+        assert!(DaemonArgs::try_parse_from(["chittyd", "--tls-cert=c.pem"]).is_err());
+        assert!(DaemonArgs::try_parse_from(["chittyd", "--handshake-timeout=0s"]).is_err());
     }
 }

@@ -114,6 +114,39 @@ pub fn render(hub: &Hub) -> String {
         "Events sequenced.",
         &s.events,
     );
+    counter(
+        &mut out,
+        "chitty_connections_accepted_total",
+        "TCP connections accepted on the chat port.",
+        &s.accepted,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP chitty_connections_refused_total Connections closed at accept by a per-address limit.\n\
+         # TYPE chitty_connections_refused_total counter\n\
+         chitty_connections_refused_total{{limit=\"open_per_ip\"}} {}\n\
+         chitty_connections_refused_total{{limit=\"new_per_ip\"}} {}",
+        s.refused_open_per_ip.load(Ordering::Relaxed),
+        s.refused_new_per_ip.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "chitty_accept_errors_total",
+        "Failed accepts (mostly out of file descriptors).",
+        &s.accept_errors,
+    );
+    counter(
+        &mut out,
+        "chitty_handshake_timeouts_total",
+        "Connections closed for not sending a first request within the handshake timeout.",
+        &s.handshake_timeouts,
+    );
+    counter(
+        &mut out,
+        "chitty_tls_handshake_failures_total",
+        "TLS handshakes that failed.",
+        &s.tls_failures,
+    );
     let gauge = |out: &mut String, name: &str, help: &str, v: String| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     };
@@ -153,6 +186,18 @@ pub fn render(hub: &Hub) -> String {
         "chitty_audit_queue_depth",
         "Audit records waiting for the writer.",
         audit.queued().to_string(),
+    );
+    gauge(
+        &mut out,
+        "chitty_open_connections",
+        "TCP connections open on the chat port.",
+        s.open_connections.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        &mut out,
+        "chitty_tracked_addresses",
+        "Client addresses the per-address limits are tracking.",
+        s.tracked_addresses.load(Ordering::Relaxed).to_string(),
     );
     gauge(
         &mut out,

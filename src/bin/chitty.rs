@@ -17,14 +17,14 @@ fn main() -> ExitCode {
     };
     let result = if full_screen(&args) {
         runtime.block_on(tui::run(tui::Options {
-            server: args.host.clone(),
+            server: args.server(),
             username: args.username.clone(),
             log: args.log_path(),
             reconnect: args.reconnect(),
         }))
     } else {
         runtime.block_on(plain::run(plain::Options {
-            server: args.host.clone(),
+            server: args.server(),
             username: args.username.clone(),
             log: args.log_path(),
             reconnect: args.reconnect(),

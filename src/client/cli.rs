@@ -47,6 +47,15 @@ pub struct ChatArgs {
         default_value = "localhost:8080"
     )]
     pub host: String,
+    /// Connect over TLS (to a chittyd run with --tls-cert), checking the server's certificate
+    /// against the system's trusted certificate authorities, or --ca. The name in --host must
+    /// match the certificate.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust this certificate authority (PEM) for the server's certificate, instead of the
+    /// system's: for a private CA or a self-signed certificate. Implies --tls.
+    #[arg(long, env = "CHITTY_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Append every received message to this file, as `L[12] @ alice: hello`.
     /// Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/).
     #[arg(long, value_name = "PATH")]
@@ -74,6 +83,16 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
+    /// The server to connect to, and how.
+    pub fn server(&self) -> crate::client::ServerAddr {
+        crate::client::ServerAddr {
+            addr: self.host.clone(),
+            tls: (self.tls || self.ca.is_some()).then(|| crate::client::ClientTls {
+                ca: self.ca.clone(),
+            }),
+        }
+    }
+
     /// The client log to write, if any.
     pub fn log_path(&self) -> Option<PathBuf> {
         if self.no_log {

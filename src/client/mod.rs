@@ -74,6 +74,14 @@ pub enum ClientError {
         /// Why the last attempt failed.
         last: Box<ClientError>,
     },
+    /// The CA certificate given with --ca cannot be used.
+    #[error("cannot use the CA certificate {}: {why}", .path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl ClientError {
@@ -130,16 +138,79 @@ fn root_cause(err: &tonic::transport::Error) -> String {
     cause.to_string()
 }
 
-/// Turns `host:port` (or a full `http://` URL) into an endpoint.
-pub fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
+/// Where chittyd is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// `host:port` (or a full `http://` or `https://` URL).
+    pub addr: String,
+    /// Connect over TLS; `None` speaks plain TCP.
+    pub tls: Option<ClientTls>,
+}
+
+impl ServerAddr {
+    /// `addr` over plain TCP.
+    pub fn plain(addr: &str) -> ServerAddr {
+        ServerAddr {
+            addr: addr.to_owned(),
+            tls: None,
+        }
+    }
+}
+
+/// How the client checks the server's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Trust this CA certificate (PEM) instead of the system's certificate store.
+    pub ca: Option<PathBuf>,
+}
+
+/// Turns a server address into an endpoint: `http://` for plain TCP, `https://` with the
+/// system's or the given CA for TLS.
+pub fn endpoint(server: &ServerAddr) -> Result<Endpoint, ClientError> {
+    let addr = &server.addr;
+    let scheme = if server.tls.is_some() {
+        "https"
     } else {
-        format!("http://{addr}")
+        "http"
     };
-    Endpoint::from_shared(url)
+    let url = match addr.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
+        None => format!("{scheme}://{addr}"),
+    };
+    let endpoint = Endpoint::from_shared(url)
         .map(|e| e.connect_timeout(Duration::from_secs(5)))
-        .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))
+        .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))?;
+    let Some(tls) = &server.tls else {
+        return Ok(endpoint);
+    };
+    let config = match &tls.ca {
+        None => tonic::transport::ClientTlsConfig::new().with_native_roots(),
+        Some(path) => tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read_ca(path)?)),
+    };
+    endpoint
+        .tls_config(config)
+        .map_err(|e| ClientError::Address(addr.to_owned(), root_cause(&e)))
+}
+
+/// Reads a CA file, checking that it holds a PEM certificate (tonic would only fail at connect,
+/// with a less telling error).
+fn read_ca(path: &Path) -> Result<Vec<u8>, ClientError> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let fail = |why: String| ClientError::Ca {
+        path: path.to_owned(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail(
+            "no PEM certificate (\"-----BEGIN CERTIFICATE-----\") in it".into(),
+        ));
+    }
+    Ok(pem)
 }
 
 /// A joined participant: both directions of its stream together, for callers that alternate
@@ -180,24 +251,24 @@ pub struct UserEntry {
 }
 
 impl Participant {
-    /// Connects to `addr` and joins as `username`, with a new Lamport clock.
-    pub async fn join(addr: &str, username: &str) -> Result<Participant, ClientError> {
-        Participant::join_with_clock(addr, username, Arc::new(LamportClock::new())).await
+    /// Connects to `server` and joins as `username`, with a new Lamport clock.
+    pub async fn join(server: &ServerAddr, username: &str) -> Result<Participant, ClientError> {
+        Participant::join_with_clock(server, username, Arc::new(LamportClock::new())).await
     }
 
-    /// Connects to `addr` and joins as `username`, keeping time with `clock`: a client that
+    /// Connects to `server` and joins as `username`, keeping time with `clock`: a client that
     /// reconnects passes the clock of its earlier connections, so its times never go back.
     pub async fn join_with_clock(
-        addr: &str,
+        server: &ServerAddr,
         username: &str,
         clock: Arc<LamportClock>,
     ) -> Result<Participant, ClientError> {
         let channel: Channel =
-            endpoint(addr)?
+            endpoint(server)?
                 .connect()
                 .await
                 .map_err(|source| ClientError::Connect {
-                    addr: addr.to_owned(),
+                    addr: server.addr.clone(),
                     source,
                 })?;
         let mut client = ChatClient::new(channel);

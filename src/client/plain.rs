@@ -14,8 +14,8 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 /// What line mode needs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// host:port of chittyd.
-    pub server: String,
+    /// chittyd's address, and whether over TLS.
+    pub server: super::ServerAddr,
     /// The username to join with.
     pub username: String,
     /// The client log file (appended).

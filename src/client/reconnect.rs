@@ -18,7 +18,7 @@
 //!   notice. A leave while disconnected drops what is queued, and says how much.
 //! - The client keeps one Lamport clock across every connection, so its times only ever grow.
 
-use super::{ClientError, Participant};
+use super::{ClientError, Participant, ServerAddr};
 use crate::clock::LamportClock;
 use crate::hub::rules::SERVER_NAME;
 use crate::pb::{self, chat_message::Kind};
@@ -158,6 +158,7 @@ pub fn classify(err: &ClientError) -> Verdict {
         | ClientError::Log { .. }
         | ClientError::Terminal(_)
         | ClientError::Unsupported(_)
+        | ClientError::Ca { .. }
         | ClientError::GaveUp { .. } => Verdict::GiveUp,
     }
 }
@@ -206,7 +207,7 @@ pub enum Next {
 /// lost, whether to try again and when. Owns the Lamport clock every connection shares.
 #[derive(Debug)]
 pub struct Reconnector {
-    server: String,
+    server: ServerAddr,
     username: String,
     clock: Arc<LamportClock>,
     policy: Policy,
@@ -219,9 +220,9 @@ pub struct Reconnector {
 
 impl Reconnector {
     /// Ready to join `server` as `username` under `policy`.
-    pub fn new(server: &str, username: &str, policy: Policy) -> Reconnector {
+    pub fn new(server: &ServerAddr, username: &str, policy: Policy) -> Reconnector {
         Reconnector {
-            server: server.to_owned(),
+            server: server.clone(),
             username: username.to_owned(),
             clock: Arc::new(LamportClock::new()),
             policy,

@@ -120,7 +120,11 @@ fn only_the_servers_own_shutdown_notice_counts() {
 }
 
 fn link(policy: Policy) -> Reconnector {
-    Reconnector::new("127.0.0.1:1", "alice", policy)
+    Reconnector::new(
+        &crate::client::ServerAddr::plain("127.0.0.1:1"),
+        "alice",
+        policy,
+    )
 }
 
 fn retry(next: Next) -> Retry {

@@ -56,7 +56,8 @@ pub enum CtlCommand {
     },
     /// Show the Lamport clock, uptime, participants and events processed.
     Clock,
-    /// Show the counters: connections, messages, deliveries, slow consumers, rejections, audit.
+    /// Show the counters: connections, messages, deliveries, slow consumers, rejections, audit,
+    /// and connections refused at the chat port (per-address limits, handshake timeouts, TLS).
     Stats,
     /// Send a notice from SERVER to every participant.
     Announce {

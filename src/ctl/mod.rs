@@ -207,6 +207,17 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 ("events_total", s.events_total),
                 ("audit_records_written_total", s.audit_records_written_total),
                 ("audit_records_dropped_total", s.audit_records_dropped_total),
+                ("open_connections", s.open_connections),
+                ("tracked_addresses", s.tracked_addresses),
+                ("connections_accepted_total", s.connections_accepted_total),
+                ("refused_open_per_ip_total", s.refused_open_per_ip_total),
+                ("refused_new_per_ip_total", s.refused_new_per_ip_total),
+                ("accept_errors_total", s.accept_errors_total),
+                ("handshake_timeouts_total", s.handshake_timeouts_total),
+                (
+                    "tls_handshake_failures_total",
+                    s.tls_handshake_failures_total,
+                ),
             ];
             if cli.json {
                 let map: serde_json::Map<_, _> = pairs

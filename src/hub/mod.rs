@@ -176,7 +176,7 @@ impl LeaveReason {
     }
 }
 
-/// Counters an operator wants; every field only grows.
+/// Counters an operator wants; every field only grows, except the gauges marked as such.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Streams and sockets opened.
@@ -205,6 +205,23 @@ pub struct Stats {
     pub events: AtomicU64,
     /// Time each broadcast took to sequence, encode and queue to every recipient.
     pub fanout: crate::metrics::Histogram,
+    /// TCP connections the chat port accepted (before the per-address limits).
+    pub accepted: AtomicU64,
+    /// Connections closed at accept because their address had too many open.
+    pub refused_open_per_ip: AtomicU64,
+    /// Connections closed at accept because their address opened too many within the window.
+    pub refused_new_per_ip: AtomicU64,
+    /// Accepts that failed (mostly out of file descriptors); each makes the accept loop wait.
+    pub accept_errors: AtomicU64,
+    /// Connections closed because they did not finish the TLS handshake and send a first
+    /// request within the handshake timeout.
+    pub handshake_timeouts: AtomicU64,
+    /// TLS handshakes that failed (plain text on the TLS port, an unacceptable client hello).
+    pub tls_failures: AtomicU64,
+    /// Gauge: TCP connections open on the chat port.
+    pub open_connections: AtomicU64,
+    /// Gauge: addresses the per-address limits are tracking (idle ones are forgotten).
+    pub tracked_addresses: AtomicU64,
 }
 
 /// A connected participant, as the admin interface lists it.

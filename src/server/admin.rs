@@ -198,6 +198,14 @@ impl Admin for AdminService {
             participants: self.hub.participants(),
             lamport: self.hub.clock().now(),
             uptime_seconds: self.hub.uptime().as_secs(),
+            connections_accepted_total: s.accepted.load(Relaxed),
+            refused_open_per_ip_total: s.refused_open_per_ip.load(Relaxed),
+            refused_new_per_ip_total: s.refused_new_per_ip.load(Relaxed),
+            accept_errors_total: s.accept_errors.load(Relaxed),
+            handshake_timeouts_total: s.handshake_timeouts.load(Relaxed),
+            tls_handshake_failures_total: s.tls_failures.load(Relaxed),
+            open_connections: s.open_connections.load(Relaxed),
+            tracked_addresses: s.tracked_addresses.load(Relaxed),
         }))
     }
 

@@ -2,30 +2,36 @@
 //! upgrade), the admin socket, the metrics port, and the shutdown sequence.
 //!
 //! The accept loop is ours rather than tonic's so that one port can carry both protocols, every
-//! connection is tracked for a bounded graceful shutdown, and a failing `accept` (out of file
-//! descriptors) backs off instead of spinning.
+//! connection is tracked for a bounded graceful shutdown, and the edge is guarded before any
+//! HTTP is read: per-address limits close surplus connections at once ([`limits`]), TLS (when
+//! configured, [`tls`]) and the first request must both arrive within the handshake timeout, and
+//! a failing `accept` (out of file descriptors) backs off with a growing wait instead of
+//! spinning. Refusals and failures are counted in the hub's stats and logged at most once per
+//! [`accept::LOG_EVERY`] with a count of what was held back.
 
+mod accept;
 pub mod admin;
 pub mod chat;
+pub mod limits;
+pub mod tls;
 pub mod websocket;
 
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
 use crate::systemd;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use limits::{ConnLimits, Gate};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tls::{TlsError, TlsFiles};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
-use tower::ServiceExt;
 
 /// What the server tells participants when it stops.
 pub const SHUTDOWN_NOTICE: &str = "Chitty-Chat server is shutting down";
@@ -57,6 +63,13 @@ pub struct ServerConfig {
     pub admin_optional: bool,
     /// Address of the Prometheus endpoint; `None` (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Per-address limits on new and open connections, applied at accept.
+    pub limits: ConnLimits,
+    /// How long a new connection has to finish its TLS handshake and send its first request
+    /// before it is closed (a socket that connects and says nothing holds a descriptor).
+    pub handshake_timeout: Duration,
+    /// Serve the chat port over TLS with these files; `None` (the default) serves plain TCP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +83,9 @@ impl Default for ServerConfig {
             admin_socket: None,
             admin_optional: false,
             metrics_listen: None,
+            limits: ConnLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -99,6 +115,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, not yet serving chittyd.
@@ -109,11 +128,28 @@ pub struct Server {
     metrics: Option<TcpListener>,
     hub: Arc<Hub>,
     audit_writer: Option<audit::AuditWriter>,
+    tls: Option<TlsAcceptor>,
+    /// The open-files limit after raising it, for the log line when accept runs out.
+    open_files: Option<u64>,
 }
 
 impl Server {
-    /// Opens the audit trail and binds the chat port; nothing is served until `run`.
+    /// Raises the open-files limit, loads the TLS files, opens the audit trail and binds the
+    /// chat port; nothing is served until `run`.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        // Every participant is a descriptor; the soft limit (often 1024) is not what the
+        // administrator allowed, the hard limit is.
+        let open_files = match crate::os::raise_open_files_limit() {
+            Ok(n) => {
+                tracing::info!("open-files limit: {n}");
+                Some(n)
+            }
+            Err(e) => {
+                tracing::warn!("cannot raise the open-files limit: {e}");
+                None
+            }
+        };
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let (auditor, audit_writer) = audit::open(&config.audit)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -149,6 +185,8 @@ impl Server {
             metrics,
             hub,
             audit_writer,
+            tls,
+            open_files,
         })
     }
 
@@ -188,6 +226,8 @@ impl Server {
             metrics,
             hub,
             audit_writer,
+            tls,
+            open_files,
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
@@ -232,53 +272,26 @@ impl Server {
             )
             .fallback(not_found);
 
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(16)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let edge = accept::Edge::new(router, &config, tls, Arc::clone(&hub));
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
-
+        let gate = Gate::new(config.limits, Arc::clone(&hub));
         let listening = listener
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-        tracing::info!("chittyd listening on {listening}");
+        let scheme = if edge.tls() { " (TLS)" } else { "" };
+        tracing::info!("chittyd listening on {listening}{scheme}");
         systemd::notify_ready(&hub, &listening);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of descriptors or memory, or a connection that died in the
-                            // backlog: log, back off briefly, and keep serving the others.
-                            tracing::warn!("accept failed: {e}; retrying in 100 ms");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let info = ConnInfo { peer };
-                    let service = router.clone().map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(info);
-                        req
-                    });
-                    let conn = http
-                        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    connections.spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!("connection from {peer} ended: {e}");
-                        }
-                    });
-                }
-            }
-        }
+        accept::accept_until(
+            &listener,
+            &edge,
+            &gate,
+            &graceful,
+            &mut connections,
+            &shutdown,
+            open_files,
+        )
+        .await;
 
         systemd::notify_stopping();
         health

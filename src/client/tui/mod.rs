@@ -34,8 +34,8 @@ use tokio::sync::mpsc;
 /// What the full-screen client needs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// host:port of chittyd.
-    pub server: String,
+    /// chittyd's address, and whether over TLS.
+    pub server: crate::client::ServerAddr,
     /// The username to join with.
     pub username: String,
     /// The client log file (appended).
@@ -53,7 +53,7 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
     let log = opts.log.as_deref().map(ClientLog::open).transpose()?;
     let mut signals = Signals::new()?;
     let mut screen = Screen::take()?;
-    let mut app = App::new(&opts.server, &opts.username);
+    let mut app = App::new(&opts.server.addr, &opts.username);
     let (task, mut net) = net::spawn(
         opts.server.clone(),
         opts.username.clone(),

@@ -4,7 +4,7 @@
 //! [`crate::client::reconnect`] decides, and tells the UI at every step.
 
 use crate::client::reconnect::{Next, Policy, Reconnector, Retry};
-use crate::client::{ClientError, ClientLog, Participant, SendHalf, is_own_join};
+use crate::client::{ClientError, ClientLog, Participant, SendHalf, ServerAddr, is_own_join};
 use crate::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -36,7 +36,7 @@ const QUEUE: usize = 256;
 /// Starts the task that joins `server` as `username`. The task ends after sending `Ended`, or
 /// as soon as the UI drops its receiver.
 pub fn spawn(
-    server: String,
+    server: ServerAddr,
     username: String,
     log: Option<ClientLog>,
     policy: Policy,

@@ -67,7 +67,7 @@ pub async fn connect(
     match transport {
         BenchTransport::Grpc => {
             let name = name.ok_or("gRPC participants always join with a name")?;
-            let channel = crate::client::endpoint(target)
+            let channel = crate::client::endpoint(&crate::client::ServerAddr::plain(target))
                 .map_err(|e| e.to_string())?
                 .connect()
                 .await
