@@ -20,6 +20,9 @@ pub enum Ending {
     Error(crate::hub::SessionError),
 }
 
+/// A drained batch holding room for more frames than this is freed rather than reused.
+const SHRINK_ABOVE: usize = 64;
+
 /// The outbox is full: the participant is not reading fast enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -132,6 +135,11 @@ impl OutboxReader {
     /// Moves every queued frame into `batch` (which the caller has emptied) in one swap, or
     /// returns the ending once the queue is drained, or registers to be woken.
     pub fn poll_take(&mut self, cx: &mut Context<'_>, batch: &mut VecDeque<Bytes>) -> Poll<Taken> {
+        // A burst (a join storm, say) grows the queues; an idle participant should not keep
+        // that memory, so an empty batch that grew large is given back before the swap.
+        if batch.capacity() > SHRINK_ABOVE {
+            *batch = VecDeque::new();
+        }
         let mut state = self.shared.lock();
         if !state.queue.is_empty() {
             std::mem::swap(&mut state.queue, batch);

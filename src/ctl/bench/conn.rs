@@ -59,16 +59,26 @@ pub type ConnError = String;
 
 /// Connects one participant. `name` joins the room; without it (WebSocket direct pattern) the
 /// user only receives direct messages.
+/// `stalled` participants get the usual 64 KiB HTTP/2 windows (rather than tonic's large ones)
+/// so that one that stops reading fills its window, and then its server-side backlog, the way
+/// a stuck ordinary client would.
 pub async fn connect(
     transport: BenchTransport,
     target: &str,
     name: Option<&str>,
+    stalled: bool,
 ) -> Result<(Sender, Receiver), ConnError> {
     match transport {
         BenchTransport::Grpc => {
             let name = name.ok_or("gRPC participants always join with a name")?;
-            let channel = crate::client::endpoint(&crate::client::ServerAddr::plain(target))
-                .map_err(|e| e.to_string())?
+            let mut endpoint = crate::client::endpoint(&crate::client::ServerAddr::plain(target))
+                .map_err(|e| e.to_string())?;
+            if stalled {
+                endpoint = endpoint
+                    .initial_stream_window_size(Some(65_535))
+                    .initial_connection_window_size(Some(65_535));
+            }
+            let channel = endpoint
                 .connect()
                 .await
                 .map_err(|e| format!("connect {target}: {e}"))?;

@@ -149,12 +149,18 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         let gate = Arc::clone(&gate);
         let target = args.target.clone();
         let transport = args.transport;
+        let clients = args.clients;
         connecting.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let name = format!("b{run_id}-{i}");
             let started = Instant::now();
-            let (tx, mut rx) =
-                conn::connect(transport, &target, room.then_some(name.as_str())).await?;
+            let (tx, mut rx) = conn::connect(
+                transport,
+                &target,
+                room.then_some(name.as_str()),
+                i >= clients,
+            )
+            .await?;
             // Connected means: our own join (or welcome) has come back.
             let id = loop {
                 match rx.next().await? {
@@ -209,17 +215,23 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             failures[0]
         )));
     }
-    let server_connected = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
 
     // Wait until every receiver has caught up with the joins: one marker broadcast that all
     // must see before the clock starts.
-    if room && let Some((_, tx)) = senders.first_mut() {
+    let marker = match senders.first_mut() {
+        Some((_, tx)) => Some(tx),
+        None => quiet.first_mut(),
+    };
+    if room && let Some(tx) = marker {
         tx.send(GO, 0).await.map_err(BenchError::Connect)?;
         let deadline = Instant::now() + args.drain_timeout.max(Duration::from_secs(30));
         while shared.caught_up.load(Ordering::Relaxed) < args.clients && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    // Idle memory is read once everybody has caught up (nothing left queued for anyone).
+    let server_connected = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
 
     // Send.
     let server_start = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
