@@ -11,14 +11,17 @@ if [[ " $* " == *" -- "* ]]; then
     shift
 fi
 cargo build --release --quiet --bin chittyd --bin chittyctl
-port=$((20000 + RANDOM % 20000))
-./target/release/chittyd --listen "127.0.0.1:$port" --admin-socket none --audit-log none \
-    --log-target stderr --log warn --rate-limit 0 --max-connections-per-ip 0 \
-    --new-connections-per-ip 0 "${daemon_args[@]}" &
+log=$(mktemp /tmp/chittyd-bench.XXXXXX)
+./target/release/chittyd --listen 127.0.0.1:0 --admin-socket none --audit-log none \
+    --log-target stderr --log info --rate-limit 0 --max-connections-per-ip 0 \
+    --new-connections-per-ip 0 "${daemon_args[@]}" 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
+addr=
+for _ in $(seq 200); do
+    addr=$(sed -n 's/.*chittyd listening on //p' "$log" | head -n 1)
+    [ -n "$addr" ] && break
     sleep 0.05
 done
-./target/release/chittyctl bench --target "127.0.0.1:$port" --server-pid "$pid" "$@"
+[ -n "$addr" ] || { cat "$log"; exit 1; }
+./target/release/chittyctl bench --target "$addr" --server-pid "$pid" "$@"

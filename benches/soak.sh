@@ -7,15 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10m}
 cargo build --release --quiet --bin chittyd --bin chittyctl
-port=$((20000 + RANDOM % 20000))
-./target/release/chittyd --listen "127.0.0.1:$port" --admin-socket none --audit-log none \
-    --log-target stderr --log warn --rate-limit 0 --max-connections-per-ip 0 \
-    --new-connections-per-ip 0 &
-server=$!
 out=$(mktemp -d /tmp/chitty-soak.XXXXXX)
+./target/release/chittyd --listen 127.0.0.1:0 --admin-socket none --audit-log none \
+    --log-target stderr --log info --rate-limit 0 --max-connections-per-ip 0 \
+    --new-connections-per-ip 0 2>"$out/chittyd.log" &
+server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$out"' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
-bench() { ./target/release/chittyctl bench --target "127.0.0.1:$port" "$@"; }
+addr=
+for _ in $(seq 200); do
+    addr=$(sed -n 's/.*chittyd listening on //p' "$out/chittyd.log" | head -n 1)
+    [ -n "$addr" ] && break
+    sleep 0.05
+done
+[ -n "$addr" ] || { cat "$out/chittyd.log"; exit 1; }
+bench() { ./target/release/chittyctl bench --target "$addr" "$@"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 
 bench --clients 1000 --senders 10 --rate 10 --duration "$duration" --json --server-pid "$server" \

@@ -151,27 +151,7 @@ fn free_port() -> u16 {
 
 /// chittyd listening on `addr` (rather than an ephemeral port), without an admin socket.
 async fn chittyd_at(addr: &str) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
-        .args([
-            "--listen",
-            addr,
-            "--log-target",
-            "stderr",
-            "--admin-socket",
-            "none",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chittyd");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    wait_for(&mut stderr, "listening on").await;
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    Daemon {
-        child,
-        addr: addr.to_owned(),
-    }
+    Daemon::start_at(addr, &["--admin-socket", "none"], &[]).await
 }
 
 /// The Lamport time at the start of a log line (`L[12] @ …`).

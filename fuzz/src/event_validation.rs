@@ -17,8 +17,9 @@ use chitty::hub::rules::{
     MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, NameError, SERVER_NAME, TextError, check_text,
     check_username,
 };
-use chitty::hub::{Event, Flow, SessionError, Transport};
+use chitty::hub::{Flow, SessionError, Transport};
 use chitty::pb::{self, chat_event};
+use chitty::server::chat::event_of;
 use prost::Message;
 
 /// Runs one input; panics if an invariant breaks.
@@ -172,24 +173,6 @@ fn settle(peers: &mut [Peer; 3], state: State, want: Expected, what: &str) -> St
         }
     }
     state
-}
-
-/// The gRPC transport's translation (`server::chat::event_of`).
-fn event_of(ev: &pb::ChatEvent) -> Event<'_> {
-    match &ev.event {
-        Some(chat_event::Event::Join(j)) => Event::Join {
-            username: &j.username,
-        },
-        Some(chat_event::Event::Leave(l)) => Event::Leave {
-            username: &l.username,
-        },
-        Some(chat_event::Event::Message(m)) => Event::Message {
-            username: &m.username,
-            text: &m.message,
-            recipient: m.recipient_id,
-        },
-        None => Event::Empty,
-    }
 }
 
 /// The rules table, for one event from the subject when the hub clock reads `before`.

@@ -1,6 +1,5 @@
 //! chittyd: the Chitty-Chat server daemon.
 
-use anyhow::Context;
 use chitty::config::DaemonArgs;
 use chitty::server::Server;
 use chitty::systemd;
@@ -16,8 +15,9 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("chittyd: {e:#}");
+            // chitty's errors name their cause in their own message; the chain would repeat it.
+            tracing::error!("{e}");
+            eprintln!("chittyd: {e}");
             ExitCode::from(1)
         }
     }
@@ -48,9 +48,12 @@ fn init_logging(args: &DaemonArgs) {
 async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let server = Server::bind(args.server_config()).await?;
     let stop = CancellationToken::new();
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("installing the SIGHUP handler: {e}"))?;
     let reopen = server.audit_reopen();
     let signals = stop.clone();
     tokio::spawn(async move {

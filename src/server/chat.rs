@@ -208,8 +208,9 @@ impl http_body::Body for ParticipantBody {
     }
 }
 
-/// Translates a protobuf event into the hub's terms.
-fn event_of(ev: &pb::ChatEvent) -> Event<'_> {
+/// Translates a protobuf event into the hub's terms (public so the fuzz targets drive the hub
+/// exactly as this transport does).
+pub fn event_of(ev: &pb::ChatEvent) -> Event<'_> {
     match &ev.event {
         Some(chat_event::Event::Join(j)) => Event::Join {
             username: &j.username,

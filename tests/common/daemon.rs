@@ -17,8 +17,13 @@ impl Daemon {
     /// Starts chittyd on an ephemeral port (logging to stderr) and reads the bound address
     /// from its log.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_at("127.0.0.1:0", args, envs).await
+    }
+
+    /// Starts chittyd listening on `listen` (a fixed address survives a restart).
+    pub async fn start_at(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
-            .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
+            .args(["--listen", listen, "--log-target", "stderr"])
             .args(args)
             // Most tests send bursts; the tests of the rate limit pass --rate-limit themselves.
             .env("CHITTY_RATE_LIMIT", "0")
