@@ -137,7 +137,11 @@ async fn chitty_exit_codes_say_what_went_wrong() {
     assert!(events.iter().any(|e| e["event"] == "reject"));
 
     // Nothing listening: exit 3 with a hint.
-    let gone = chitty("127.0.0.1:1", "nobody", &dir.path().join("4.log"));
+    let gone = chitty(
+        &format!("127.0.0.1:{}", free_port()),
+        "nobody",
+        &dir.path().join("4.log"),
+    );
     let out = gone.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is chittyd running"));
