@@ -11,17 +11,8 @@ if [[ " $* " == *" -- "* ]]; then
     shift
 fi
 cargo build --release --quiet --bin chittyd --bin chittyctl
+. benches/chittyd.sh
 log=$(mktemp /tmp/chittyd-bench.XXXXXX)
-./target/release/chittyd --listen 127.0.0.1:0 --admin-socket none --audit-log none \
-    --log-target stderr --log info --rate-limit 0 --max-connections-per-ip 0 \
-    --new-connections-per-ip 0 "${daemon_args[@]}" 2>"$log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
-addr=
-for _ in $(seq 200); do
-    addr=$(sed -n 's/.*chittyd listening on //p' "$log" | head -n 1)
-    [ -n "$addr" ] && break
-    sleep 0.05
-done
-[ -n "$addr" ] || { cat "$log"; exit 1; }
-./target/release/chittyctl bench --target "$addr" --server-pid "$pid" "$@"
+trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -f "$log"' EXIT
+start_chittyd "$log" "${daemon_args[@]}"
+./target/release/chittyctl bench --target "$chittyd_addr" --server-pid "$chittyd_pid" "$@"

@@ -8,19 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10m}
 cargo build --release --quiet --bin chittyd --bin chittyctl
+. benches/chittyd.sh
 out=$(mktemp -d /tmp/chitty-soak.XXXXXX)
-./target/release/chittyd --listen 127.0.0.1:0 --admin-socket none --audit-log none \
-    --log-target stderr --log info --rate-limit 0 --max-connections-per-ip 0 \
-    --new-connections-per-ip 0 2>"$out/chittyd.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$out"' EXIT
-addr=
-for _ in $(seq 200); do
-    addr=$(sed -n 's/.*chittyd listening on //p' "$out/chittyd.log" | head -n 1)
-    [ -n "$addr" ] && break
-    sleep 0.05
-done
-[ -n "$addr" ] || { cat "$out/chittyd.log"; exit 1; }
+trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -rf "$out"' EXIT
+start_chittyd "$out/chittyd.log"
+server=$chittyd_pid
+addr=$chittyd_addr
 bench() { ./target/release/chittyctl bench --target "$addr" "$@"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 

@@ -24,6 +24,24 @@ pub fn python() -> PathBuf {
     path
 }
 
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Runs `tests/interop/SCRIPT ADDR` with the venv's Python; its standard output is read line by
+/// line, its standard error goes to the test's.
+fn python_script(script: &str, addr: std::net::SocketAddr) -> (tokio::process::Child, Lines) {
+    use tokio::io::AsyncBufReadExt;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = tokio::process::Command::new(python())
+        .arg(format!("{root}/tests/interop/{script}"))
+        .arg(addr.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python");
+    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 #[tokio::test]
 async fn python_grpcio_participant_chats_with_a_tonic_participant() {
     let server = start_default().await;
@@ -86,21 +104,12 @@ async fn python_grpcio_participant_chats_with_a_tonic_participant() {
 #[tokio::test]
 async fn python_checks_health_and_reflection() {
     use chitty::server::ServerConfig;
-    use tokio::io::AsyncBufReadExt;
     let server = common::start(ServerConfig {
         shutdown_grace: std::time::Duration::from_secs(1),
         ..common::config()
     })
     .await;
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = tokio::process::Command::new(python())
-        .arg(format!("{root}/tests/interop/health_reflection.py"))
-        .arg(server.addr.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = python_script("health_reflection.py", server.addr);
     let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
         .await
         .expect("python health check hung")
@@ -127,18 +136,9 @@ async fn python_checks_health_and_reflection() {
 #[tokio::test]
 async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
     use chitty::pb::chat_event;
-    use tokio::io::AsyncBufReadExt;
     let server = start_default().await;
     let mut rusty = server.join("rusty").await;
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = tokio::process::Command::new(python())
-        .arg(format!("{root}/tests/interop/ws_direct.py"))
-        .arg(server.addr.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = python_script("ws_direct.py", server.addr);
     let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
         .await
         .expect("python did not connect")
