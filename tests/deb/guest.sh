@@ -112,9 +112,11 @@ equal "audit.log" "$(stat -c '%a %U %G' /var/log/chitty/audit.log)" "640 chitty 
 
 ## Two line-mode clients chat through the service
 # Each reads its input from a fifo that this script holds open, so lines can be fed one by one.
+# --no-reconnect: this test checks that a client ends when the service stops; reconnecting
+# across a restart has its own tests (tests/cli.rs, tests/tui.rs).
 start_client() { # NAME FD PORT
     mkfifo "/tmp/$1.in"
-    chitty chat -u "$1" -H "127.0.0.1:$3" --no-log <"/tmp/$1.in" >"/tmp/$1.out" 2>"/tmp/$1.err" &
+    chitty chat -u "$1" -H "127.0.0.1:$3" --no-log --no-reconnect <"/tmp/$1.in" >"/tmp/$1.out" 2>"/tmp/$1.err" &
     eval "exec $2>/tmp/$1.in"
 }
 start_client alice 7 8080
