@@ -15,7 +15,7 @@ use chitty::clock::MAX_PEER_TIMESTAMP;
 use chitty::hub::outbox::Ending;
 use chitty::hub::rules::{
     MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, NameError, SERVER_NAME, TextError, check_text,
-    check_username,
+    check_username, is_bidi_control, is_format,
 };
 use chitty::hub::{Flow, SessionError, Transport};
 use chitty::pb::{self, chat_event};
@@ -36,7 +36,7 @@ pub fn check(data: &[u8]) {
 
 fn username(name: &str) {
     let chars = name.chars().count();
-    let bad = |c: char| c.is_whitespace() || c.is_control();
+    let bad = |c: char| c.is_whitespace() || c.is_control() || is_format(c);
     match check_username(name) {
         Ok(()) => {
             assert!((1..=MAX_USERNAME_CHARS).contains(&chars), "{name:?}");
@@ -62,12 +62,17 @@ fn username(name: &str) {
     }
 }
 
+/// What the text rule refuses: control characters and bidirectional controls.
+fn text_bad(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
 fn text(text: &str) {
     let chars = text.chars().count();
     match check_text(text) {
         Ok(()) => {
             assert!((1..=MAX_MESSAGE_CHARS).contains(&chars), "{text:?}");
-            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(!text.chars().any(text_bad), "{text:?}");
         }
         Err(e) => {
             match e {
@@ -75,10 +80,10 @@ fn text(text: &str) {
                 TextError::TooLong(n) => {
                     assert_eq!(n, chars);
                     assert!(n > MAX_MESSAGE_CHARS);
-                    assert!(!text.chars().any(char::is_control));
+                    assert!(!text.chars().any(text_bad));
                 }
                 TextError::ControlCharacter(c) => {
-                    let first = text.chars().find(|c| c.is_control());
+                    let first = text.chars().find(|&c| text_bad(c));
                     assert_eq!(first.map(u32::from), Some(c), "{text:?}");
                 }
             }

@@ -46,7 +46,7 @@ pub enum TextError {
 
 /// Unicode format characters (general category Cf): invisible, yet they change what a name
 /// looks like ("SERVER" followed by a zero-width space displays as "SERVER").
-fn is_format(c: char) -> bool {
+pub fn is_format(c: char) -> bool {
     matches!(c as u32,
         0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
         | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
@@ -57,7 +57,7 @@ fn is_format(c: char) -> bool {
 /// Bidirectional embedding, override and isolate controls: they can make text display in a
 /// different order from what was sent. (Other format characters, such as the zero-width
 /// joiner inside emoji, are fine in text.)
-fn is_bidi_control(c: char) -> bool {
+pub fn is_bidi_control(c: char) -> bool {
     matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
