@@ -3,37 +3,20 @@
 //! chittyd restarts.
 
 use std::path::Path;
-use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, Command};
 
 mod common;
 
-use common::daemon::{Daemon, PATIENCE};
+use common::daemon::{self, Daemon, PATIENCE};
 
 fn chitty(addr: &str, name: &str, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_chitty"))
-        .args(["chat", "-u", name, "-H", addr, "--log"])
-        .arg(log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chitty")
+    let log = log.to_str().expect("a UTF-8 temporary path");
+    daemon::chitty(&["chat", "-u", name, "-H", addr, "--log", log])
 }
 
 async fn wait_for(lines: &mut Lines<BufReader<impl AsyncRead + Unpin>>, needle: &str) -> String {
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains(needle) {
-                return line;
-            }
-        }
-        panic!("output ended before {needle:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}"))
+    daemon::wait_for_line(lines, needle).await
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use chitty::server::tls::TlsFiles;
 use common::{PATIENCE, TestServer, start};
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -261,13 +260,7 @@ fn path(p: &Path) -> &str {
 }
 
 fn chitty(host: &str, extra: &[&str], name: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_chitty"))
-        .args(["chat", "--plain", "--no-log", "-u", name, "-H", host])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chitty")
+    let mut args = vec!["chat", "--plain", "--no-log", "-u", name, "-H", host];
+    args.extend_from_slice(extra);
+    common::daemon::chitty(&args)
 }

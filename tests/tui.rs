@@ -257,16 +257,7 @@ fn line_mode(server: &TestServer, name: &str) -> (Child, Lines<BufReader<ChildSt
 }
 
 async fn read_until(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> String {
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains(needle) {
-                return line;
-            }
-        }
-        panic!("output ended before {needle:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}"))
+    common::daemon::wait_for_line(lines, needle).await
 }
 
 /// The id after `name #` in a status line.

@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, Command};
 
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -79,4 +79,34 @@ impl Daemon {
         assert!(status.success(), "chittyd exited with {status}");
         reader.await.unwrap()
     }
+}
+
+/// Runs the real `chitty` with `args`, every stream piped.
+pub fn chitty(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_chitty"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chitty")
+}
+
+/// Reads lines until one contains `needle`, and returns it; fails the test when the output
+/// ends or nothing matches in time.
+pub async fn wait_for_line(
+    lines: &mut Lines<BufReader<impl AsyncRead + Unpin>>,
+    needle: &str,
+) -> String {
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("output ended before {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}"))
 }
