@@ -117,7 +117,7 @@ fn grpc_stream(mut input: &[u8]) {
     let mut peers = [
         crate::joined(&hub, Transport::Grpc, "bob"),
         crate::direct_only(&hub, Transport::WebSocket),
-        Peer::new(&hub, Transport::Grpc, 64),
+        Peer::new(&hub, Transport::Grpc),
     ];
     peers[BOB].drain();
     let mut state = State::New;

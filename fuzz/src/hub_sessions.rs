@@ -461,7 +461,7 @@ impl World {
                 } else {
                     Transport::Grpc
                 };
-                let mut peer = Peer::new(&self.hub, transport, self.hub.config().backlog);
+                let mut peer = Peer::new(&self.hub, transport);
                 let mut name = None;
                 if let Opening::Join(n) = opening {
                     let flow = peer.handle().handle(0, Event::Join { username: n.get() });

@@ -37,7 +37,7 @@ pub fn hub(backlog: usize, max_participants: usize) -> Arc<Hub> {
 
 /// A peer that joined the room as `name`; panics if it could not.
 pub fn joined(hub: &Arc<Hub>, transport: Transport, name: &str) -> Peer {
-    let mut p = Peer::new(hub, transport, hub.config().backlog);
+    let mut p = Peer::new(hub, transport);
     let flow = p.handle().handle(0, Event::Join { username: name });
     assert_eq!(flow, Flow::Continue, "{name} could not join");
     p.note_id();
@@ -47,7 +47,7 @@ pub fn joined(hub: &Arc<Hub>, transport: Transport, name: &str) -> Peer {
 
 /// A direct-message-only peer; panics if it could not connect.
 pub fn direct_only(hub: &Arc<Hub>, transport: Transport) -> Peer {
-    let mut p = Peer::new(hub, transport, hub.config().backlog);
+    let mut p = Peer::new(hub, transport);
     p.handle().connect_direct().expect("direct connect");
     p.note_id();
     p.drain();

@@ -2,9 +2,8 @@
 //! end of its outbox (what its writer drains), with everything it has received so far.
 
 use crate::frame::{self, Frame};
-use chitty::hub::outbox::{self, Ending, OutboxReader, Taken};
+use chitty::hub::outbox::{Ending, OutboxReader, Taken};
 use chitty::hub::{Hub, SessionHandle, Transport};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -24,9 +23,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A new session on `hub`, not yet joined, whose outbox holds `backlog` frames.
-    pub fn new(hub: &Arc<Hub>, transport: Transport, backlog: usize) -> Peer {
-        let (outbox, reader) = outbox::outbox(backlog);
+    /// A new session on `hub`, not yet joined, whose backlog is the hub's.
+    pub fn new(hub: &Arc<Hub>, transport: Transport) -> Peer {
+        let (outbox, reader) = hub.outbox(transport);
         let handle = SessionHandle::new(Arc::clone(hub), transport, "fuzz".to_owned(), outbox);
         Peer {
             handle: Some(handle),
@@ -61,8 +60,8 @@ impl Peer {
         let start = self.frames.len();
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            let mut batch = VecDeque::new();
-            match self.reader.poll_take(&mut cx, &mut batch) {
+            let mut batch = Vec::new();
+            match self.reader.poll_take(&mut cx, |frame| batch.push(frame.clone())) {
                 Poll::Ready(Taken::Frames) => {
                     assert!(
                         self.ending.is_none(),

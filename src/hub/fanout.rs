@@ -6,6 +6,7 @@ use super::rules::SERVER_NAME;
 use super::wire::Delivery;
 use super::{Hub, LeaveReason, SessionError, State, Transport};
 use crate::pb::chat_message::Kind;
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -21,6 +22,9 @@ impl Hub {
         if s.in_room {
             state.names.remove(&s.name);
             state.room -= 1;
+            if s.transport == Transport::Grpc {
+                state.room_grpc -= 1;
+            }
         }
         let ending = match reason {
             LeaveReason::Leave | LeaveReason::Disconnect => Ending::Clean,
@@ -70,42 +74,55 @@ impl Hub {
         );
     }
 
-    /// Fan-out: encodes `d` once per wire form in use and pushes the same bytes to every
-    /// participant in the room.
+    /// Fan-out: encodes `d` once per wire form in use and appends it once to the room log,
+    /// which every participant's writer reads with its own cursor.
     pub(super) fn broadcast(&self, state: &mut State, d: &Delivery<'_>) {
         let started = Instant::now();
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        let mut protobuf = None;
-        let mut json = None;
-        let mut delivered = 0;
-        for s in state.sessions.iter_mut().filter(|s| s.in_room) {
-            let frame = match s.transport {
-                Transport::Grpc => protobuf.get_or_insert_with(|| d.protobuf()),
-                Transport::WebSocket => json.get_or_insert_with(|| d.json()),
-            };
-            // THE overflow rule, the one place it is decided: a participant whose outbox is full
-            // is not reading fast enough. Nobody waits for it and nothing is dropped from the
-            // middle of its stream (that would break the ordering contract for it); it is cut
-            // off as a slow consumer once this fan-out is done, its backlog is freed, and its
-            // leave is announced.
-            match s.outbox.push(frame.clone()) {
-                Ok(()) => {
-                    s.received += 1;
-                    delivered += 1;
-                }
-                Err(outbox::Full) => state.overflowed.push(s.id),
-            }
+        let grpc = if state.room_grpc > 0 {
+            d.protobuf()
+        } else {
+            Bytes::new()
+        };
+        let json = if state.room > state.room_grpc {
+            d.json()
+        } else {
+            Bytes::new()
+        };
+        let (_, scan_due) = self.log.append(grpc, json);
+        if scan_due {
+            self.scan(state);
         }
         self.stats
             .deliveries
-            .fetch_add(delivered, Ordering::Relaxed);
+            .fetch_add(u64::from(state.room), Ordering::Relaxed);
         self.stats.fanout.observe(started.elapsed());
     }
 
-    /// Pushes one frame to one session, under the same overflow rule as `broadcast`.
+    /// THE overflow rule, the one place it is decided: a participant whose backlog (broadcasts
+    /// it has not read plus private frames queued) exceeds the bound is not reading fast
+    /// enough. Nobody waits for it and nothing is dropped from the middle of its stream (that
+    /// would break the ordering contract for it); it is cut off as a slow consumer once the
+    /// current operation is done (`settle`), its backlog is freed, and its leave is announced.
+    ///
+    /// Broadcasts are checked by this scan of every cursor, every `scan_every` appends (see
+    /// `RoomLog::new`), so a reader may run up to one scan interval past the bound before it is
+    /// found; the ring is sized so that it still never misses a frame. Private frames are
+    /// checked as they are pushed (`deliver_to`).
+    pub(super) fn scan(&self, state: &mut State) {
+        let head = self.log.head();
+        for s in state.sessions.iter().filter(|s| s.in_room) {
+            if s.outbox.behind(head) > s.outbox.capacity() {
+                state.overflowed.push(s.id);
+            }
+        }
+    }
+
+    /// Pushes one frame to one session, under the same overflow rule as `scan`.
     pub(super) fn deliver_to(&self, state: &mut State, pos: usize, frame: bytes::Bytes) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let s = &mut state.sessions[pos];
+        // The same rule as `scan`, for a frame to this session alone.
         match s.outbox.push(frame) {
             Ok(()) => {
                 s.received += 1;

@@ -12,6 +12,7 @@
 mod error;
 mod fanout;
 mod limits;
+mod log;
 mod operator;
 pub mod outbox;
 pub mod rules;
@@ -29,7 +30,8 @@ pub use wire::Transport;
 use crate::audit::{Auditor, Record};
 use crate::clock::LamportClock;
 use crate::pb::chat_message::Kind;
-use outbox::{Ending, Outbox};
+use log::{Form, RoomLog};
+use outbox::{Ending, Outbox, OutboxReader};
 use rules::SERVER_NAME;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,16 +86,25 @@ struct Session {
     outbox: Outbox,
     /// Whether it receives broadcasts (gRPC participants always; WebSocket users that joined).
     in_room: bool,
+    /// The first room-log entry it reads, if it is in the room.
+    room_from: u64,
     connected_at: SystemTime,
     joined_lamport: u64,
     sent: u64,
+    /// Private frames queued for it (broadcasts are counted from the log).
     received: u64,
     last_active: SystemTime,
     bucket: Bucket,
 }
 
 impl Session {
-    fn info(&self) -> UserInfo {
+    /// What the admin interface shows; `head` is the room log's head.
+    fn info(&self, head: u64) -> UserInfo {
+        let broadcasts = if self.in_room {
+            head.saturating_sub(self.room_from)
+        } else {
+            0
+        };
         UserInfo {
             id: self.id,
             name: self.name.clone(),
@@ -102,7 +113,7 @@ impl Session {
             connected_at: self.connected_at,
             joined_lamport: self.joined_lamport,
             sent: self.sent,
-            received: self.received,
+            received: self.received + broadcasts,
             backlog: self.outbox.backlog(),
             last_active: self.last_active,
         }
@@ -119,6 +130,8 @@ struct State {
     names: HashMap<String, u64>,
     /// Sessions in the room.
     room: u32,
+    /// Of those, the ones that read the gRPC form.
+    room_grpc: u32,
     /// Banned usernames and when their ban ends.
     bans: HashMap<String, Instant>,
     /// Sessions whose outbox overflowed during a fan-out, to be removed once it is done.
@@ -141,6 +154,8 @@ pub(crate) struct JoinRequest<'a> {
 pub struct Hub {
     clock: LamportClock,
     state: Mutex<State>,
+    /// Every broadcast, once, for every writer to read.
+    log: Arc<RoomLog>,
     config: HubConfig,
     stats: Stats,
     audit: Auditor,
@@ -154,12 +169,23 @@ impl Hub {
         Arc::new(Hub {
             clock: LamportClock::new(),
             state: Mutex::new(State::default()),
+            log: Arc::new(RoomLog::new(config.backlog)),
             config,
             stats: Stats::default(),
             audit,
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })
+    }
+
+    /// A new session's outbox and its writer's end, bounded by the configured backlog and
+    /// reading broadcasts in the form `transport` sends.
+    pub fn outbox(&self, transport: Transport) -> (Outbox, OutboxReader) {
+        let form = match transport {
+            Transport::Grpc => Form::Grpc,
+            Transport::WebSocket => Form::Json,
+        };
+        outbox::outbox(&self.log, self.config.backlog, form)
     }
 
     /// The server's Lamport clock (read it freely; only the hub advances it).
@@ -195,7 +221,8 @@ impl Hub {
     /// Every connected session, in no particular order.
     pub fn users(&self) -> Vec<UserInfo> {
         let state = self.lock();
-        state.sessions.iter().map(Session::info).collect()
+        let head = self.log.head();
+        state.sessions.iter().map(|s| s.info(head)).collect()
     }
 
     /// Takes the hub lock and proves the hub is not stuck (for the watchdog).
@@ -254,6 +281,11 @@ impl Hub {
         state.index.insert(id, pos);
         state.names.insert(req.username.to_owned(), id);
         state.room += 1;
+        if req.transport == Transport::Grpc {
+            state.room_grpc += 1;
+        }
+        // In the room from here: its own join is the first broadcast it reads.
+        let room_from = req.outbox.enter_room();
         state.sessions.push(Session {
             id,
             name: req.username.to_owned(),
@@ -261,6 +293,7 @@ impl Hub {
             peer: Arc::clone(req.peer),
             outbox: req.outbox.clone(),
             in_room: true,
+            room_from,
             connected_at: req.connected_at,
             joined_lamport: lamport,
             sent: 0,
@@ -322,6 +355,7 @@ impl Hub {
             peer: Arc::clone(peer),
             outbox: outbox.clone(),
             in_room: false,
+            room_from: 0,
             connected_at,
             joined_lamport: lamport,
             sent: 0,

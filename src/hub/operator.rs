@@ -25,7 +25,7 @@ impl Hub {
         let &pos = state.index.get(&id)?;
         let name = state.sessions[pos].name.clone();
         let s = &state.sessions[pos];
-        let info = s.info();
+        let info = s.info(self.log.head());
         let lamport = self.clock.tick();
         self.stats.kicks.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
@@ -88,6 +88,7 @@ impl Hub {
             self.audit.record(r);
         }
         self.broadcast(&mut state, &notice(lamport, text, room));
+        self.scan(&mut state);
         let sessions = std::mem::take(&mut state.sessions);
         // Those whose backlog could not take the notice were not keeping up: they end as slow
         // consumers, not cleanly, since their stream is missing what everyone else got.
@@ -95,6 +96,7 @@ impl Hub {
         state.index.clear();
         state.names.clear();
         state.room = 0;
+        state.room_grpc = 0;
         for s in &sessions {
             let lamport = self.clock.tick();
             let slow = overflowed.contains(&s.id);

@@ -1,13 +1,22 @@
-//! A participant's outbox: the bounded queue of already-encoded frames between the hub, which
+//! A participant's outbox: everything on its way to one participant, between the hub, which
 //! fills it while it holds the hub lock, and the participant's writer, which drains it.
 //!
-//! The hub never waits on an outbox: `push` either queues the frame or reports that the queue is
-//! full, and the hub decides what that means (see `Hub::deliver`). The writer takes everything
-//! queued in one swap, so a burst goes out in as few writes as the transport allows.
+//! Two sources feed it. Broadcasts are not copied into it at all: they sit once in the room log
+//! ([`super::log`]) and the writer reads them from there with its own cursor. Frames for this
+//! participant alone (direct messages, refusals, the welcome) go into a small private queue,
+//! each tagged with the log position it was sequenced at, and the writer merges the two by that
+//! tag, so the participant sees exactly the order the hub decided.
+//!
+//! The hub never waits on an outbox: `push` either queues the frame or reports that the backlog
+//! (private frames plus broadcasts not yet read) is full, and the hub decides what that means
+//! (see `Hub::broadcast`).
 
+use super::SessionError;
+use super::log::{Form, Overrun, Parked, RoomLog};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -17,78 +26,139 @@ pub enum Ending {
     /// A normal end: the participant left, or the server shut down. Queued frames go out first.
     Clean,
     /// The session was cut off; the reason is shown to the participant. Queued frames are dropped.
-    Error(crate::hub::SessionError),
+    Error(SessionError),
 }
 
-/// A drained batch holding room for more frames than this is freed rather than reused.
-const SHRINK_ABOVE: usize = 64;
-
-/// The outbox is full: the participant is not reading fast enough.
+/// The backlog is full: the participant is not reading fast enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// At most this many broadcasts are taken per call, so one writer's turn stays short.
+const MAX_RUN: u64 = 512;
+
+/// A drained private queue holding room for more frames than this is freed rather than reused.
+const SHRINK_ABOVE: usize = 64;
+
 struct State {
-    queue: VecDeque<Bytes>,
+    /// Private frames, each with the log position it goes before.
+    queue: VecDeque<(u64, Bytes)>,
     ending: Option<Ending>,
+    /// The first log entry this session reads, once it is in the room.
+    room_from: Option<u64>,
+    /// The log head when a session in the room ended: a clean ending reads up to here.
+    room_until: Option<u64>,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer when a frame or the ending arrives.
+    /// Wakes the writer when a frame, the room or the ending arrives.
     waker: AtomicWaker,
     capacity: usize,
+    log: Arc<RoomLog>,
+    form: Form,
+    /// The writer's position in the log, published for the hub's scan and the backlog figure.
+    cursor: AtomicU64,
+    /// Private frames queued, readable without the lock.
+    queued: AtomicUsize,
+    /// Whether the writer is registered with the log for the next append.
+    parked: AtomicBool,
 }
 
-/// The hub's end: pushes frames and ends the session.
+impl Parked for Shared {
+    fn unpark(&self) {
+        self.parked.store(false, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The hub's end: pushes private frames, puts the session in the room, ends it.
 #[derive(Clone)]
 pub struct Outbox {
     shared: Arc<Shared>,
 }
 
-/// The writer's end: drains frames in batches.
+/// The writer's end: drains broadcasts and private frames in their one order.
 pub struct OutboxReader {
     shared: Arc<Shared>,
+    /// The next log entry to read.
+    cursor: u64,
+    room_from: Option<u64>,
+    room_until: Option<u64>,
+    /// Private frames taken from the queue and waiting for the log to reach their position.
+    held: VecDeque<(u64, Bytes)>,
+    ending: Option<Ending>,
 }
 
-/// A new outbox holding at most `capacity` frames, and its reader.
-pub fn outbox(capacity: usize) -> (Outbox, OutboxReader) {
+/// A new outbox whose backlog may hold `capacity` frames, reading broadcasts from `log` in the
+/// form of `transport`.
+pub(crate) fn outbox(
+    log: &Arc<RoomLog>,
+    capacity: usize,
+    form: Form,
+) -> (Outbox, OutboxReader) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
             ending: None,
+            room_from: None,
+            room_until: None,
         }),
         waker: AtomicWaker::new(),
         capacity: capacity.max(1),
+        log: Arc::clone(log),
+        form,
+        cursor: AtomicU64::new(0),
+        queued: AtomicUsize::new(0),
+        parked: AtomicBool::new(false),
     });
     (
         Outbox {
             shared: Arc::clone(&shared),
         },
-        OutboxReader { shared },
+        OutboxReader {
+            shared,
+            cursor: 0,
+            room_from: None,
+            room_until: None,
+            held: VecDeque::new(),
+            ending: None,
+        },
     )
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the queue inconsistent (every critical
+        // A panic while holding this lock cannot leave the state inconsistent (every critical
         // section is a single push, swap or assignment), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Broadcasts appended and not yet read, if the session is in the room.
+    fn unread(&self, state: &State, head: u64) -> u64 {
+        match state.room_from {
+            Some(_) => head.saturating_sub(self.cursor.load(Ordering::Acquire)),
+            None => 0,
+        }
     }
 }
 
 impl Outbox {
-    /// Queues a frame, or reports `Full` without queueing it. Frames pushed after the session
-    /// ended are dropped: nobody will read them.
+    /// Queues a private frame at the current log position, or reports `Full` without queueing
+    /// it. Frames pushed after the session ended are dropped: nobody will read them. Called
+    /// under the hub lock, so the log head cannot move meanwhile.
     pub fn push(&self, frame: Bytes) -> Result<(), Full> {
         let was_empty = {
             let mut state = self.shared.lock();
             if state.ending.is_some() {
                 return Ok(());
             }
-            if state.queue.len() >= self.shared.capacity {
+            let head = self.shared.log.head();
+            let backlog = state.queue.len() as u64 + self.shared.unread(&state, head);
+            if backlog >= self.shared.capacity as u64 {
                 return Err(Full);
             }
-            state.queue.push_back(frame);
+            state.queue.push_back((head, frame));
+            self.shared.queued.fetch_add(1, Ordering::Relaxed);
             state.queue.len() == 1
         };
         // Only the first frame after the writer emptied the queue needs a wake-up: a writer that
@@ -100,8 +170,25 @@ impl Outbox {
         Ok(())
     }
 
-    /// Ends the session. A clean ending lets queued frames go out first; an error drops them, so
-    /// a cut-off participant's backlog is freed at once. The first ending wins.
+    /// Puts the session in the room: it reads every broadcast appended from now on. Called
+    /// under the hub lock, before the session's own join is appended.
+    pub(crate) fn enter_room(&self) -> u64 {
+        let from = self.shared.log.head();
+        {
+            let mut state = self.shared.lock();
+            if state.room_from.is_some() || state.ending.is_some() {
+                return from;
+            }
+            self.shared.cursor.store(from, Ordering::Release);
+            state.room_from = Some(from);
+        }
+        self.shared.waker.wake();
+        from
+    }
+
+    /// Ends the session. A clean ending lets queued frames (and broadcasts appended so far) go
+    /// out first; an error drops them, so a cut-off participant's backlog is freed at once. The
+    /// first ending wins.
     pub fn end(&self, ending: Ending) {
         {
             let mut state = self.shared.lock();
@@ -110,116 +197,292 @@ impl Outbox {
             }
             if matches!(ending, Ending::Error(_)) {
                 state.queue = VecDeque::new();
+                self.shared.queued.store(0, Ordering::Relaxed);
+            }
+            if state.room_from.is_some() {
+                state.room_until = Some(self.shared.log.head());
             }
             state.ending = Some(ending);
         }
         self.shared.waker.wake();
     }
 
-    /// Frames queued and not yet taken by the writer.
+    /// Frames waiting for the participant: private ones plus broadcasts it has not read.
     pub fn backlog(&self) -> usize {
-        self.shared.lock().queue.len()
+        let state = self.shared.lock();
+        let head = self.shared.log.head();
+        state.queue.len() + self.shared.unread(&state, head) as usize
+    }
+
+    /// The backlog as the hub's scan sees it, without taking the outbox's lock (the session is
+    /// known to be in the room).
+    pub(crate) fn behind(&self, head: u64) -> u64 {
+        head.saturating_sub(self.shared.cursor.load(Ordering::Acquire))
+            + self.shared.queued.load(Ordering::Relaxed) as u64
+    }
+
+    /// The most frames the backlog may hold.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.shared.capacity as u64
+    }
+}
+
+/// Emits the held private frames sequenced before log position `upto`.
+fn emit_held(held: &mut VecDeque<(u64, Bytes)>, upto: u64, out: &mut impl FnMut(&Bytes)) {
+    while held.front().is_some_and(|(tag, _)| *tag <= upto) {
+        if let Some((_, frame)) = held.pop_front() {
+            out(&frame);
+        }
     }
 }
 
 /// What the writer gets from `poll_take`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
-    /// At least one frame was appended to the caller's batch.
+    /// At least one frame was handed to the caller.
     Frames,
-    /// Nothing is queued and the session has ended.
+    /// Nothing is left and the session has ended.
     Ended(Ending),
 }
 
 impl OutboxReader {
-    /// Moves every queued frame into `batch` (which the caller has emptied) in one swap, or
-    /// returns the ending once the queue is drained, or registers to be woken.
-    pub fn poll_take(&mut self, cx: &mut Context<'_>, batch: &mut VecDeque<Bytes>) -> Poll<Taken> {
-        // A burst (a join storm, say) grows the queues; an idle participant should not keep
-        // that memory, so an empty batch that grew large is given back before the swap.
-        if batch.capacity() > SHRINK_ABOVE {
-            *batch = VecDeque::new();
+    /// Hands every frame that is ready, in the participant's order, to `emit` (up to a few
+    /// hundred broadcasts per call), or returns the ending once everything is out, or registers
+    /// to be woken.
+    pub fn poll_take(&mut self, cx: &mut Context<'_>, mut emit: impl FnMut(&Bytes)) -> Poll<Taken> {
+        loop {
+            // The log's head is read before the private queue is taken: a private frame taken
+            // below was either queued before this head (its tag is at most the head) or after
+            // it (its tag is at least the head, and it waits in `held` for the log to get
+            // there). Either way no broadcast is emitted ahead of a private frame that the hub
+            // sequenced before it.
+            let head = self.shared.log.head();
+            self.sync();
+            if let Some(Ending::Error(e)) = &self.ending {
+                self.held.clear();
+                return Poll::Ready(Taken::Ended(Ending::Error(e.clone())));
+            }
+            let mut emitted = 0usize;
+            let mut out = |frame: &Bytes| {
+                emitted += 1;
+                emit(frame);
+            };
+            let held = &mut self.held;
+            if self.room_from.is_some() {
+                let limit = self.room_until.map_or(head, |until| until.min(head));
+                let shared = &self.shared;
+                let read = shared
+                    .log
+                    .read(self.cursor, limit, MAX_RUN, shared.form, |seq, frame| {
+                        emit_held(held, seq, &mut out);
+                        out(frame);
+                    });
+                match read {
+                    Ok(end) => {
+                        self.cursor = end;
+                        self.shared.cursor.store(end, Ordering::Release);
+                    }
+                    Err(Overrun) => {
+                        // The hub's scan cuts off a reader before the ring can overtake it, so
+                        // only a session that already left (and is no longer scanned) gets here.
+                        self.held.clear();
+                        let e = SessionError::SlowConsumer(self.shared.log.bound() as usize);
+                        self.ending = Some(Ending::Error(e.clone()));
+                        return Poll::Ready(Taken::Ended(Ending::Error(e)));
+                    }
+                }
+                emit_held(&mut self.held, self.cursor, &mut out);
+            } else {
+                emit_held(held, u64::MAX, &mut out);
+            }
+            if emitted > 0 {
+                return Poll::Ready(Taken::Frames);
+            }
+            let room_done = self.room_until.is_none_or(|until| self.cursor >= until);
+            if let Some(ending) = &self.ending
+                && self.held.is_empty()
+                && room_done
+            {
+                return Poll::Ready(Taken::Ended(ending.clone()));
+            }
+            // Nothing to do: register for a wake-up, then look once more, since what arrived
+            // before the registration woke nobody.
+            self.shared.waker.register(cx.waker());
+            if self.room_from.is_some()
+                && self.room_until.is_none()
+                && !self.shared.parked.swap(true, Ordering::AcqRel)
+            {
+                self.shared.log.park(self.shared.clone());
+            }
+            if self.shared.log.head() == head && !self.changed() {
+                return Poll::Pending;
+            }
         }
-        let mut state = self.shared.lock();
-        if !state.queue.is_empty() {
-            std::mem::swap(&mut state.queue, batch);
-            return Poll::Ready(Taken::Frames);
-        }
-        if let Some(ending) = &state.ending {
-            return Poll::Ready(Taken::Ended(ending.clone()));
-        }
-        // Registered while the lock is held: a push after this point sees the new waker.
-        self.shared.waker.register(cx.waker());
-        Poll::Pending
     }
 
     /// The same as `poll_take`, as a future, for writers that are async functions.
-    pub async fn take(&mut self, batch: &mut VecDeque<Bytes>) -> Taken {
-        std::future::poll_fn(|cx| self.poll_take(cx, batch)).await
+    pub async fn take(&mut self, emit: impl FnMut(&Bytes)) -> Taken {
+        let mut emit = emit;
+        std::future::poll_fn(|cx| self.poll_take(cx, &mut emit)).await
+    }
+
+    /// Takes the private queue and what the hub has said about the room and the ending.
+    fn sync(&mut self) {
+        let mut state = self.shared.lock();
+        if self.held.is_empty() && self.held.capacity() > SHRINK_ABOVE {
+            self.held = VecDeque::new();
+        }
+        if !state.queue.is_empty() {
+            let taken = state.queue.len();
+            if self.held.is_empty() {
+                std::mem::swap(&mut state.queue, &mut self.held);
+            } else {
+                self.held.extend(state.queue.drain(..));
+            }
+            self.shared.queued.fetch_sub(taken, Ordering::Relaxed);
+        }
+        if self.room_from.is_none()
+            && let Some(from) = state.room_from
+        {
+            self.room_from = Some(from);
+            self.cursor = from;
+        }
+        self.room_until = state.room_until;
+        if self.ending.is_none() {
+            self.ending.clone_from(&state.ending);
+        }
+    }
+
+    /// Whether the hub has queued or said anything since the last `sync`.
+    fn changed(&self) -> bool {
+        let state = self.shared.lock();
+        !state.queue.is_empty()
+            || (self.room_from.is_none() && state.room_from.is_some())
+            || (self.ending.is_none() && state.ending.is_some())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::SessionError;
+    use std::task::Waker;
 
-    #[tokio::test]
-    async fn frames_come_out_in_order_in_one_batch() {
-        let (tx, mut rx) = outbox(8);
-        for i in 0..5u8 {
-            tx.push(Bytes::from(vec![i])).unwrap();
+    fn setup(capacity: usize) -> (Arc<RoomLog>, Outbox, OutboxReader) {
+        let log = Arc::new(RoomLog::new(capacity));
+        let (tx, rx) = outbox(&log, capacity, Form::Grpc);
+        (log, tx, rx)
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Everything `poll_take` hands out right now, and what it returned last.
+    fn take_all(rx: &mut OutboxReader) -> (Vec<String>, Poll<Taken>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut got = Vec::new();
+        loop {
+            let polled = rx.poll_take(&mut cx, |f| {
+                got.push(String::from_utf8_lossy(f).into_owned());
+            });
+            if polled != Poll::Ready(Taken::Frames) {
+                return (got, polled);
+            }
         }
-        let mut batch = VecDeque::new();
-        assert_eq!(rx.take(&mut batch).await, Taken::Frames);
-        let got: Vec<u8> = batch.iter().map(|b| b[0]).collect();
-        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn broadcasts_and_private_frames_come_out_in_the_hubs_order() {
+        let (log, tx, mut rx) = setup(16);
+        log.append(b("before the room"), Bytes::new());
+        tx.push(b("p0")).unwrap();
+        tx.enter_room();
+        log.append(b("b1"), Bytes::new());
+        tx.push(b("p1")).unwrap();
+        log.append(b("b2"), Bytes::new());
+        log.append(b("b3"), Bytes::new());
+        tx.push(b("p2")).unwrap();
+        let (got, last) = take_all(&mut rx);
+        assert_eq!(got, ["p0", "b1", "p1", "b2", "b3", "p2"]);
+        assert_eq!(last, Poll::Pending);
         assert_eq!(tx.backlog(), 0);
     }
 
     #[test]
-    fn a_full_outbox_refuses_and_keeps_what_it_has() {
-        let (tx, _rx) = outbox(2);
-        tx.push(Bytes::from_static(b"a")).unwrap();
-        tx.push(Bytes::from_static(b"b")).unwrap();
-        assert_eq!(tx.push(Bytes::from_static(b"c")), Err(Full));
-        assert_eq!(tx.backlog(), 2);
+    fn the_backlog_counts_unread_broadcasts_and_refuses_past_the_bound() {
+        let (log, tx, mut rx) = setup(3);
+        tx.enter_room();
+        log.append(b("b1"), Bytes::new());
+        log.append(b("b2"), Bytes::new());
+        tx.push(b("p1")).unwrap();
+        assert_eq!(tx.backlog(), 3);
+        assert_eq!(tx.behind(log.head()), 3);
+        assert_eq!(tx.push(b("p2")), Err(Full));
+        assert_eq!(take_all(&mut rx).0, ["b1", "b2", "p1"]);
+        assert_eq!(tx.behind(log.head()), 0);
+        tx.push(b("p2")).unwrap();
     }
 
-    #[tokio::test]
-    async fn clean_end_flushes_first_error_end_drops() {
-        let (tx, mut rx) = outbox(4);
-        tx.push(Bytes::from_static(b"a")).unwrap();
+    #[test]
+    fn clean_end_flushes_what_came_before_it_and_an_error_drops_everything() {
+        let (log, tx, mut rx) = setup(8);
+        tx.enter_room();
+        log.append(b("b1"), Bytes::new());
+        tx.push(b("p1")).unwrap();
         tx.end(Ending::Clean);
-        tx.push(Bytes::from_static(b"late")).unwrap();
-        let mut batch = VecDeque::new();
-        assert_eq!(rx.take(&mut batch).await, Taken::Frames);
-        assert_eq!(batch.len(), 1);
-        batch.clear();
-        assert_eq!(rx.take(&mut batch).await, Taken::Ended(Ending::Clean));
+        log.append(b("after the end"), Bytes::new());
+        tx.push(b("late")).unwrap();
+        let (got, last) = take_all(&mut rx);
+        assert_eq!(got, ["b1", "p1"]);
+        assert_eq!(last, Poll::Ready(Taken::Ended(Ending::Clean)));
 
-        let (tx, mut rx) = outbox(4);
-        tx.push(Bytes::from_static(b"a")).unwrap();
-        tx.end(Ending::Error(SessionError::SlowConsumer(4)));
+        let (log, tx, mut rx) = setup(8);
+        tx.enter_room();
+        log.append(b("b1"), Bytes::new());
+        tx.push(b("p1")).unwrap();
+        tx.end(Ending::Error(SessionError::SlowConsumer(8)));
         tx.end(Ending::Clean);
-        assert_eq!(tx.backlog(), 0);
         assert_eq!(
-            rx.take(&mut batch).await,
-            Taken::Ended(Ending::Error(SessionError::SlowConsumer(4)))
+            take_all(&mut rx),
+            (
+                vec![],
+                Poll::Ready(Taken::Ended(Ending::Error(SessionError::SlowConsumer(8))))
+            )
+        );
+    }
+
+    #[test]
+    fn a_reader_overtaken_by_the_ring_ends_as_a_slow_consumer() {
+        let (log, tx, mut rx) = setup(2);
+        tx.enter_room();
+        for _ in 0..16 {
+            log.append(b("x"), Bytes::new());
+        }
+        assert_eq!(
+            take_all(&mut rx),
+            (
+                vec![],
+                Poll::Ready(Taken::Ended(Ending::Error(SessionError::SlowConsumer(2))))
+            )
         );
     }
 
     #[tokio::test]
-    async fn a_push_wakes_a_waiting_writer() {
-        let (tx, mut rx) = outbox(4);
+    async fn appends_and_pushes_wake_a_waiting_writer() {
+        let (log, tx, mut rx) = setup(8);
+        tx.enter_room();
         let writer = tokio::spawn(async move {
-            let mut batch = VecDeque::new();
-            rx.take(&mut batch).await;
-            batch
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                rx.take(|f| got.push(f.clone())).await;
+            }
+            got
         });
         tokio::task::yield_now().await;
-        tx.push(Bytes::from_static(b"x")).unwrap();
-        let batch = writer.await.unwrap();
-        assert_eq!(batch.len(), 1);
+        log.append(b("b1"), Bytes::new());
+        tokio::task::yield_now().await;
+        tx.push(b("p1")).unwrap();
+        let got = writer.await.unwrap();
+        assert_eq!(got, [b("b1"), b("p1")]);
     }
 }

@@ -7,7 +7,7 @@
 //! hyper's task for the stream): it reads that participant's events and drains its outbox, so
 //! there is no task per participant and nothing to leak when the client disappears.
 
-use crate::hub::outbox::{self, Ending, OutboxReader, Taken};
+use crate::hub::outbox::{Ending, OutboxReader, Taken};
 use crate::hub::{Event, Flow, Hub, SessionError, SessionHandle, Transport};
 use crate::pb::{self, chat_event};
 use crate::server::ConnInfo;
@@ -15,7 +15,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::Frame;
 use prost::Message;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -78,7 +77,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
         let inbound =
             Streaming::new_request(EventDecoder, req.into_body(), None, Some(self.max_frame));
-        let (outbox, reader) = outbox::outbox(self.hub.config().backlog);
+        let (outbox, reader) = self.hub.outbox(Transport::Grpc);
         let session = SessionHandle::new(Arc::clone(&self.hub), Transport::Grpc, peer, outbox);
         let deadline = self.hub.config().join_deadline;
         let body = ParticipantBody {
@@ -86,7 +85,6 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             inbound: Some(inbound),
             session,
             reader,
-            batch: VecDeque::new(),
             inbound_error: None,
             finished: false,
         };
@@ -106,8 +104,6 @@ pub struct ParticipantBody {
     inbound: Option<Streaming<pb::ChatEvent>>,
     session: SessionHandle,
     reader: OutboxReader,
-    /// Frames taken from the outbox in one swap (kept to reuse its allocation).
-    batch: VecDeque<Bytes>,
     /// Why reading failed (an oversized or malformed frame), reported once the outbox drains.
     inbound_error: Option<Status>,
     finished: bool,
@@ -148,18 +144,6 @@ impl ParticipantBody {
         // More may be waiting: come back after the writes had their turn.
         cx.waker().wake_by_ref();
     }
-
-    /// Every frame in the batch, each behind its gRPC header, as one chunk.
-    fn framed_batch(&mut self) -> Bytes {
-        let len: usize = self.batch.iter().map(|f| f.len() + 5).sum();
-        let mut chunk = BytesMut::with_capacity(len);
-        for frame in self.batch.drain(..) {
-            chunk.put_u8(0); // not compressed
-            chunk.put_u32(frame.len() as u32);
-            chunk.put_slice(&frame);
-        }
-        chunk.freeze()
-    }
 }
 
 impl http_body::Body for ParticipantBody {
@@ -184,8 +168,16 @@ impl http_body::Body for ParticipantBody {
                 this.session.violation(SessionError::JoinTimeout(deadline));
             }
         }
-        match this.reader.poll_take(cx, &mut this.batch) {
-            Poll::Ready(Taken::Frames) => Poll::Ready(Some(Ok(Frame::data(this.framed_batch())))),
+        // Everything ready goes out as one chunk, each frame behind its gRPC header.
+        let mut chunk = BytesMut::new();
+        let taken = this.reader.poll_take(cx, |frame| {
+            chunk.reserve(frame.len() + 5);
+            chunk.put_u8(0); // not compressed
+            chunk.put_u32(frame.len() as u32);
+            chunk.put_slice(frame);
+        });
+        match taken {
+            Poll::Ready(Taken::Frames) => Poll::Ready(Some(Ok(Frame::data(chunk.freeze())))),
             Poll::Ready(Taken::Ended(ending)) => {
                 this.finished = true;
                 let status = match ending {

@@ -7,7 +7,7 @@
 //! `username`, …). Bad input gets a JSON error frame and the connection stays open; abuse
 //! (oversized or non-UTF-8 frames) closes it with the fitting close code.
 
-use crate::hub::outbox::{self, Ending, Taken};
+use crate::hub::outbox::{Ending, Taken};
 use crate::hub::{Event, Hub, SessionError, SessionHandle, Transport};
 use crate::server::ConnInfo;
 use axum::extract::Query;
@@ -16,7 +16,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,7 +129,7 @@ async fn serve(
     username: Option<String>,
     max_frame: usize,
 ) {
-    let (outbox, mut reader) = outbox::outbox(hub.config().backlog);
+    let (outbox, mut reader) = hub.outbox(Transport::WebSocket);
     let mut session = SessionHandle::new(hub, Transport::WebSocket, peer, outbox);
     match &username {
         Some(name) => {
@@ -141,7 +140,7 @@ async fn serve(
         }
     }
     let (mut tx, mut rx) = socket.split();
-    let mut batch = VecDeque::new();
+    let mut batch = Vec::new();
     let mut reading = !session.is_ended();
     // Dead-peer detection: ping a quiet peer every `keepalive`; one that has sent nothing (not
     // even a pong) for twice that is gone, and its leave is announced.
@@ -161,7 +160,7 @@ async fn serve(
                     }
                 }
             }
-            taken = reader.take(&mut batch) => match taken {
+            taken = reader.take(|frame| batch.push(frame.clone())) => match taken {
                 Taken::Frames => {
                     let write = async {
                         for frame in batch.drain(..) {
