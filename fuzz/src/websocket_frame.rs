@@ -129,7 +129,7 @@ fn check_parse(text: &str, parsed: &Result<Incoming, FrameError>) {
                 ),
                 _ => panic!("parse accepted {text:?}, which is not a JSON object"),
             };
-            assert_eq!(message.as_str(), Some(m.message.as_str()));
+            assert_eq!(message.as_str(), Some(&*m.message));
             let number = |n: Option<&Value>| n.map_or(Some(0), Value::as_u64);
             assert_eq!(number(recipient), Some(m.recipient_id));
             assert_eq!(number(timestamp), Some(m.timestamp));

@@ -91,11 +91,7 @@ pub struct OutboxReader {
 
 /// A new outbox whose backlog may hold `capacity` frames, reading broadcasts from `log` in the
 /// form of `transport`.
-pub(crate) fn outbox(
-    log: &Arc<RoomLog>,
-    capacity: usize,
-    form: Form,
-) -> (Outbox, OutboxReader) {
+pub(crate) fn outbox(log: &Arc<RoomLog>, capacity: usize, form: Form) -> (Outbox, OutboxReader) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -271,12 +267,13 @@ impl OutboxReader {
             if self.room_from.is_some() {
                 let limit = self.room_until.map_or(head, |until| until.min(head));
                 let shared = &self.shared;
-                let read = shared
-                    .log
-                    .read(self.cursor, limit, MAX_RUN, shared.form, |seq, frame| {
-                        emit_held(held, seq, &mut out);
-                        out(frame);
-                    });
+                let read =
+                    shared
+                        .log
+                        .read(self.cursor, limit, MAX_RUN, shared.form, |seq, frame| {
+                            emit_held(held, seq, &mut out);
+                            out(frame);
+                        });
                 match read {
                     Ok(end) => {
                         self.cursor = end;

@@ -88,6 +88,10 @@ pub fn check_text(text: &str) -> Result<(), TextError> {
     if text.is_empty() {
         return Err(TextError::Empty);
     }
+    // Printable ASCII, the common case, needs no per-character decoding.
+    if text.len() <= MAX_MESSAGE_CHARS && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     let mut chars = 0;
     for c in text.chars() {
         if c.is_control() || is_bidi_control(c) {

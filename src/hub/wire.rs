@@ -49,7 +49,7 @@ impl Transport {
     }
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
     /// Encodes the delivery in the form `transport` reads.
     pub fn encode(&self, transport: Transport) -> Bytes {
         match transport {
@@ -110,7 +110,7 @@ impl Delivery<'_> {
     /// `message`; `error` and `recipient_id` on errors) keep their names; the rest are additions.
     pub fn json(&self) -> Bytes {
         let nonzero = |v: u64| (v != 0).then_some(v);
-        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let nonempty = |s: &'a str| (!s.is_empty()).then_some(s);
         let error = self.kind == Kind::Error;
         let frame = JsonFrame {
             kind: kind_name(self.kind),
@@ -125,8 +125,11 @@ impl Delivery<'_> {
                 .then_some(self.participants),
             user_id: (self.kind == Kind::Welcome).then_some(self.sender_id),
         };
+        let mut out =
+            Vec::with_capacity(128 + self.from.len() + self.subject.len() + self.text.len());
         // Serializing a struct of strings and numbers into a Vec cannot fail.
-        Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+        let _ = serde_json::to_writer(&mut out, &frame);
+        Bytes::from(out)
     }
 }
 
@@ -152,9 +155,9 @@ struct JsonFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     recipient_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<String>,
+    username: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<String>,
+    subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

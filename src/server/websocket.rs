@@ -16,7 +16,10 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// A write that takes longer than this means the peer stopped reading; the connection is closed.
@@ -75,12 +78,13 @@ impl Gateway {
 
 /// A client frame. Unknown fields are ignored so clients may add their own.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Incoming {
+pub struct Incoming<'a> {
     /// The recipient's user id; 0 or absent broadcasts (room members only).
     #[serde(default)]
     pub recipient_id: u64,
-    /// The text.
-    pub message: String,
+    /// The text (borrowed from the frame unless it had escapes to undo).
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
     /// The sender's Lamport time, for clients that keep one.
     #[serde(default)]
     pub timestamp: u64,
@@ -96,7 +100,7 @@ pub struct FrameError {
 }
 
 /// Parses one client text frame.
-pub fn parse(text: &str) -> Result<Incoming, FrameError> {
+pub fn parse(text: &str) -> Result<Incoming<'_>, FrameError> {
     // serde would also take an array of the fields in order; the protocol has objects only.
     if let Some(first) = text.trim_start().chars().next()
         && first != '{'
@@ -146,11 +150,14 @@ async fn serve(
     // even a pong) for twice that is gone, and its leave is announced.
     let keepalive = session_keepalive(&session);
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-    let mut heard = tokio::time::Instant::now();
+    // Pings sent since the peer was last heard from.
+    let mut unanswered = 0u32;
     loop {
         tokio::select! {
             _ = pings.tick(), if reading => {
-                if heard.elapsed() >= keepalive * 2 {
+                // Silent through two whole intervals (two pings unanswered): gone.
+                unanswered += 1;
+                if unanswered > 2 {
                     reading = false;
                     session.violation(SessionError::DeadPeer);
                 } else {
@@ -171,9 +178,8 @@ async fn serve(
                         }
                         tx.flush().await
                     };
-                    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                        Ok(Ok(())) => {}
-                        _ => break,
+                    if within_write_timeout(write).await.is_err() {
+                        break;
                     }
                 }
                 Taken::Ended(ending) => {
@@ -184,7 +190,7 @@ async fn serve(
                 }
             },
             msg = rx.next(), if reading => {
-                heard = tokio::time::Instant::now();
+                unanswered = 0;
                 match msg {
                 Some(Ok(Message::Text(text))) => handle_text(&mut session, &text),
                 Some(Ok(Message::Binary(_))) => {
@@ -208,6 +214,22 @@ async fn serve(
                 }
             }},
         }
+    }
+}
+
+/// Runs a write, arming the write timeout only if the write does not complete at once: most
+/// writes fit in the socket buffer, and a timer per write would cost more than the write.
+async fn within_write_timeout(
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), ()> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(done) => done.map_err(drop),
+        Poll::Pending => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        },
     }
 }
 
