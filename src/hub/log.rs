@@ -5,7 +5,7 @@
 //! (one append, not one push per recipient), a writer copies a whole run of frames out of the
 //! ring under one read lock, and no frame carries a reference count per recipient. A participant
 //! that falls too far behind is found by the hub's periodic scan of the cursors
-//! (`Hub::broadcast`); the ring holds more than the backlog bound plus one scan interval, so no
+//! (`Hub::scan`); the ring holds more than the backlog bound plus one scan interval, so no
 //! writer that is still in the room can find its next frame overwritten.
 
 use bytes::Bytes;

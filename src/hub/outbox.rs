@@ -9,7 +9,7 @@
 //!
 //! The hub never waits on an outbox: `push` either queues the frame or reports that the backlog
 //! (private frames plus broadcasts not yet read) is full, and the hub decides what that means
-//! (see `Hub::broadcast`).
+//! (see `Hub::scan`).
 
 use super::SessionError;
 use super::log::{Form, Overrun, Parked, RoomLog};
