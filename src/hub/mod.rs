@@ -2,9 +2,10 @@
 //!
 //! It owns the Lamport clock and the sessions, and it alone decides: it validates what
 //! participants send, assigns every event its Lamport time and its place in the one total order,
-//! encodes each delivery once per wire form, and pushes the shared bytes into every recipient's
-//! bounded outbox. All of that happens under one mutex that is never held across I/O (pushing
-//! into an outbox is a memory operation that never waits), so the order in which events take the
+//! encodes each delivery once per wire form, and appends a broadcast once to the room log that
+//! every recipient's writer reads (or pushes a private frame into one outbox). All of that
+//! happens under one mutex that is never held across I/O (appending and pushing are memory
+//! operations that never wait), so the order in which events take the
 //! lock is the order every participant sees, and the audit trail, written from the same place,
 //! has that order too. Transports (gRPC, WebSocket) only translate between their wire and
 //! [`SessionHandle`].

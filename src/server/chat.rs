@@ -1,8 +1,9 @@
 //! The Chitty-Chat gRPC service: `chitty_chat.Chat/Broadcast`, translated onto the hub.
 //!
 //! Written by hand rather than generated so that the response carries frames the hub has
-//! already encoded: the response body takes everything waiting in the participant's outbox in
-//! one swap, puts the 5-byte gRPC header in front of each frame, and hands hyper one chunk, which
+//! already encoded: the response body copies everything waiting for the participant (from the
+//! room log and its private queue), each frame behind its 5-byte gRPC header, into one chunk
+//! and hands it to hyper, which
 //! goes out as few HTTP/2 DATA frames and one write. One participant is one body (polled by
 //! hyper's task for the stream): it reads that participant's events and drains its outbox, so
 //! there is no task per participant and nothing to leak when the client disappears.
