@@ -126,6 +126,10 @@ impl RoomLog {
         mut visit: impl FnMut(u64, &Bytes),
     ) -> Result<u64, Overrun> {
         let end = until.min(from.saturating_add(max));
+        if end <= from {
+            // Nothing to read, or a reader whose cursor is past a head it read earlier.
+            return Ok(from);
+        }
         let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
         let mask = ring.len() - 1;
         for seq in from..end {
@@ -162,6 +166,8 @@ mod tests {
         assert_eq!(log.head(), 5);
         assert_eq!(collect(&log, 2, log.head(), 100), Ok((5, vec![2, 3, 4])));
         assert_eq!(collect(&log, 0, log.head(), 2), Ok((2, vec![0, 1])));
+        // A cursor past the head it was given stays where it is.
+        assert_eq!(collect(&log, 5, 3, 100), Ok((5, vec![])));
     }
 
     #[test]

@@ -311,7 +311,8 @@ impl OutboxReader {
             {
                 self.shared.log.park(self.shared.clone());
             }
-            if self.shared.log.head() == head && !self.changed() {
+            let appended = self.room_from.is_some() && self.shared.log.head() != head;
+            if !appended && !self.changed() {
                 return Poll::Pending;
             }
         }
@@ -403,6 +404,18 @@ mod tests {
         assert_eq!(got, ["p0", "b1", "p1", "b2", "b3", "p2"]);
         assert_eq!(last, Poll::Pending);
         assert_eq!(tx.backlog(), 0);
+    }
+
+    #[test]
+    fn a_session_reads_the_room_only_from_its_entry() {
+        let (log, tx, mut rx) = setup(16);
+        assert_eq!(take_all(&mut rx), (vec![], Poll::Pending));
+        log.append(b("before"), Bytes::new());
+        assert_eq!(take_all(&mut rx), (vec![], Poll::Pending));
+        tx.enter_room();
+        assert_eq!(take_all(&mut rx), (vec![], Poll::Pending));
+        log.append(b("own join"), Bytes::new());
+        assert_eq!(take_all(&mut rx).0, ["own join"]);
     }
 
     #[test]
