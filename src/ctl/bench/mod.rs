@@ -52,7 +52,9 @@ pub struct BenchArgs {
     /// How many of them send.
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub senders: usize,
-    /// Messages per second per sender; 0 sends as fast as the server takes them.
+    /// Messages per second per sender; 0 sends as fast as the server takes them. Paced senders
+    /// are spread evenly over the period (sender i starts i/(S·R) seconds in), so that they do
+    /// not all send at the same instant.
     #[arg(long, default_value_t = 0, value_name = "R")]
     pub rate: u64,
     /// How long the senders send (e.g. 10s).
@@ -250,8 +252,12 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         };
         let in_flight_limit = args.window.max(1) * senders as u64;
         sending.spawn(async move {
+            // Paced senders start evenly spread over one period, sender i at i/(S·R) seconds.
             let mut ticker = (rate > 0).then(|| {
-                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                let period = Duration::from_secs_f64(1.0 / rate as f64);
+                let phase = period.mul_f64(i as f64 / senders as f64);
+                let first = tokio::time::Instant::from_std(started) + phase;
+                let mut t = tokio::time::interval_at(first, period);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
@@ -259,6 +265,9 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             while started.elapsed() < duration {
                 if let Some(t) = &mut ticker {
                     t.tick().await;
+                    if started.elapsed() >= duration {
+                        break;
+                    }
                 }
                 loop {
                     let delivered = shared.delivered.load(Ordering::Relaxed) / fanout;
