@@ -2,10 +2,12 @@
 # an ephemeral loopback port. One machine is one client address, so the per-address connection
 # limits are off, and so is the per-session rate limit (the generator sends as fast as allowed).
 # Usage: start_chittyd LOGFILE [chittyd options...]; sets $chittyd_pid and $chittyd_addr.
+# Binaries come from cargo's target directory ($CARGO_TARGET_DIR when set).
+release_dir=${CARGO_TARGET_DIR:-target}/release
 start_chittyd() {
     local log=$1
     shift
-    ./target/release/chittyd --listen 127.0.0.1:0 --admin-socket none --audit-log none \
+    "$release_dir/chittyd" --listen 127.0.0.1:0 --admin-socket none --audit-log none \
         --log-target stderr --log info --rate-limit 0 --max-connections-per-ip 0 \
         --new-connections-per-ip 0 "$@" 2>"$log" &
     chittyd_pid=$!

@@ -15,4 +15,4 @@ cargo build --release --quiet --bin chittyd --bin chittyctl
 log=$(mktemp /tmp/chittyd-bench.XXXXXX)
 trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -f "$log"' EXIT
 start_chittyd "$log" "${daemon_args[@]}"
-./target/release/chittyctl bench --target "$chittyd_addr" --server-pid "$chittyd_pid" "$@"
+"$release_dir/chittyctl" bench --target "$chittyd_addr" --server-pid "$chittyd_pid" "$@"

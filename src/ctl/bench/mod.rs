@@ -10,6 +10,7 @@
 
 pub mod conn;
 mod report;
+mod wire;
 
 use crate::os;
 use crate::pb::chat_message::Kind;
@@ -17,8 +18,10 @@ use conn::{BenchTransport, Receiver};
 use hdrhistogram::Histogram;
 use report::Report;
 use std::io::Write;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -52,7 +55,9 @@ pub struct BenchArgs {
     /// How many of them send.
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub senders: usize,
-    /// Messages per second per sender; 0 sends as fast as the server takes them.
+    /// Messages per second per sender; 0 sends as fast as the server takes them. Paced senders
+    /// are spread evenly over the period (sender i starts i/(S·R) seconds in), so that they do
+    /// not all send at the same instant.
     #[arg(long, default_value_t = 0, value_name = "R")]
     pub rate: u64,
     /// How long the senders send (e.g. 10s).
@@ -94,16 +99,55 @@ pub enum BenchError {
     Proc(#[from] std::io::Error),
 }
 
-/// Shared counters every task updates.
+/// A value on a cache line of its own, so that writers of its neighbours do not slow its readers.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Shared counters. Receivers count deliveries locally and add them to `delivered` in batches
+/// (at most `PUBLISH_EVERY` at a time, and always before they wait for more), so that a sender
+/// waiting for its window always sees every delivery that has arrived.
 #[derive(Default)]
 struct Shared {
     /// Wakes senders waiting for their window to open.
     progress: tokio::sync::Notify,
-    sent: AtomicU64,
-    delivered: AtomicU64,
+    sent: Padded<AtomicU64>,
+    delivered: Padded<AtomicU64>,
+    /// Senders waiting on `progress`: receivers notify only when there are some.
+    waiting: Padded<AtomicUsize>,
     caught_up: AtomicUsize,
     senders_done: AtomicBool,
     cut_off: AtomicU64,
+}
+
+/// The most deliveries a receiver counts before adding them to the shared count.
+const PUBLISH_EVERY: u64 = 32;
+
+impl Shared {
+    /// Messages sent but not yet delivered everywhere (as far as the receivers have said).
+    fn in_flight(&self, fanout: u64) -> u64 {
+        let delivered = self.delivered.load(Ordering::SeqCst) / fanout;
+        self.sent.load(Ordering::SeqCst).saturating_sub(delivered)
+    }
+
+    /// Adds a receiver's uncounted deliveries to the shared count, waking waiting senders.
+    fn publish(&self, unpublished: &mut u64) {
+        if *unpublished == 0 {
+            return;
+        }
+        self.delivered.fetch_add(*unpublished, Ordering::SeqCst);
+        *unpublished = 0;
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.progress.notify_waiters();
+        }
+    }
 }
 
 /// What one receiver saw.
@@ -166,7 +210,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                 match rx.next().await? {
                     Some(r) if r.kind == Kind::Welcome => break r.sender_id,
                     Some(r) if r.kind == Kind::Join && r.subject == name => break r.sender_id,
-                    Some(r) if r.kind == Kind::Error => return Err(r.text),
+                    Some(r) if r.kind == Kind::Error => return Err(r.text.into_owned()),
                     Some(_) => continue,
                     None => return Err("the server ended the stream while joining".into()),
                 }
@@ -196,7 +240,13 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                     // A gRPC stream whose request side ends is a leave: keep it open.
                     quiet.push(tx);
                 }
-                receivers.spawn(receive(rx, Arc::clone(&shared), stop.clone(), base, run_id));
+                receivers.spawn(receive(
+                    rx,
+                    Arc::clone(&shared),
+                    stop.child_token(),
+                    base,
+                    run_id,
+                ));
                 progress.set_message(format!(
                     "connected {}/{total}",
                     ids.iter().filter(|&&x| x != 0).count()
@@ -250,8 +300,12 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         };
         let in_flight_limit = args.window.max(1) * senders as u64;
         sending.spawn(async move {
+            // Paced senders start evenly spread over one period, sender i at i/(S·R) seconds.
             let mut ticker = (rate > 0).then(|| {
-                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                let period = Duration::from_secs_f64(1.0 / rate as f64);
+                let phase = period.mul_f64(i as f64 / senders as f64);
+                let first = tokio::time::Instant::from_std(started) + phase;
+                let mut t = tokio::time::interval_at(first, period);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
@@ -259,20 +313,20 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             while started.elapsed() < duration {
                 if let Some(t) = &mut ticker {
                     t.tick().await;
-                }
-                loop {
-                    let delivered = shared.delivered.load(Ordering::Relaxed) / fanout;
-                    if shared
-                        .sent
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(delivered)
-                        < in_flight_limit
-                    {
+                    if started.elapsed() >= duration {
                         break;
                     }
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(5), shared.progress.notified())
-                            .await;
+                }
+                while shared.in_flight(fanout) >= in_flight_limit {
+                    // Register before saying so and looking again: a receiver that publishes
+                    // after the look sees `waiting` and wakes this one.
+                    let mut notified = pin!(shared.progress.notified());
+                    notified.as_mut().enable();
+                    shared.waiting.fetch_add(1, Ordering::SeqCst);
+                    if shared.in_flight(fanout) >= in_flight_limit {
+                        let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+                    }
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
                 }
                 let recipient = match pattern {
                     Pattern::Broadcast => 0,
@@ -412,6 +466,7 @@ fn sent_ns(text: &str, run: u32) -> Option<u64> {
     (u32::from_str_radix(tag, 16).ok()? == run).then_some(t)
 }
 
+/// One participant's receiving task: reads until `stop`, checking and counting what arrives.
 async fn receive(
     mut rx: Receiver,
     shared: Arc<Shared>,
@@ -427,47 +482,71 @@ async fn receive(
         error: None,
     };
     let mut last = 0;
-    loop {
-        let next = tokio::select! {
-            () = stop.cancelled() => break,
-            next = rx.next() => next,
-        };
-        let r = match next {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
+    // Deliveries not yet added to `shared.delivered`.
+    let mut unpublished = 0;
+    let mut cancelled = pin!(stop.cancelled());
+    'receiving: while !stop.is_cancelled() {
+        // Everything already received, without waiting.
+        loop {
+            let r = match rx.try_next() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    seen.error = Some(e);
+                    break 'receiving;
+                }
+            };
+            if r.timestamp <= last {
+                seen.anomalies += 1;
+            }
+            last = r.timestamp;
+            match r.kind {
+                Kind::Message | Kind::Direct => {
+                    if r.text == GO {
+                        shared.caught_up.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(t) = sent_ns(&r.text, run) {
+                        let now = base.elapsed().as_nanos() as u64;
+                        let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
+                        seen.received += 1;
+                        seen.order_hash = seen
+                            .order_hash
+                            .rotate_left(7)
+                            .wrapping_add(r.timestamp ^ t.rotate_left(17));
+                        unpublished += 1;
+                        if unpublished >= PUBLISH_EVERY {
+                            shared.publish(&mut unpublished);
+                        }
+                    }
+                }
+                Kind::Leave if r.text.contains("too slow") => {
+                    shared.cut_off.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        // Then wait for more, publishing the count first if that means waiting at all.
+        let mut fill = pin!(rx.fill());
+        let more = std::future::poll_fn(|cx| {
+            if let Poll::Ready(more) = fill.as_mut().poll(cx) {
+                return Poll::Ready(Some(more));
+            }
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            shared.publish(&mut unpublished);
+            Poll::Pending
+        })
+        .await;
+        match more {
+            None | Some(Ok(false)) => break,
+            Some(Ok(true)) => {}
+            Some(Err(e)) => {
                 seen.error = Some(e);
                 break;
             }
-        };
-        if r.timestamp <= last {
-            seen.anomalies += 1;
-        }
-        last = r.timestamp;
-        match r.kind {
-            Kind::Message | Kind::Direct => {
-                if r.text == GO {
-                    shared.caught_up.fetch_add(1, Ordering::Relaxed);
-                } else if let Some(t) = sent_ns(&r.text, run) {
-                    let now = base.elapsed().as_nanos() as u64;
-                    let _ = seen.latency_us.record(now.saturating_sub(t) / 1000);
-                    seen.received += 1;
-                    if seen.received.is_multiple_of(32) {
-                        shared.progress.notify_waiters();
-                    }
-                    seen.order_hash = seen
-                        .order_hash
-                        .rotate_left(7)
-                        .wrapping_add(r.timestamp ^ t.rotate_left(17));
-                    shared.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Kind::Leave if r.text.contains("too slow") => {
-                shared.cut_off.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
         }
     }
+    shared.publish(&mut unpublished);
     seen
 }
 
