@@ -196,6 +196,21 @@ impl Edge {
         let Some(acceptor) = &self.tls else {
             return self.serve_http(stream, peer, watcher, deadline).await;
         };
+        // Boxed: inline, the TLS path's state (rustls's connection among it) would size every
+        // connection's task for it: about 6 KiB per connection instead of 2.3 KiB for plain TCP.
+        Box::pin(self.serve_tls(acceptor, stream, peer, watcher, stop, deadline)).await;
+    }
+
+    /// The TLS handshake, then HTTP over it.
+    async fn serve_tls(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        stop: CancellationToken,
+        deadline: Instant,
+    ) {
         // The watcher is not watching yet: the handshake itself must end on shutdown, or
         // graceful shutdown would wait for it.
         let handshake = tokio::select! {
