@@ -47,10 +47,15 @@ impl Default for RateLimit {
     }
 }
 
+impl HubConfig {
+    /// The default backlog bound (frames a participant may fall behind).
+    pub const DEFAULT_BACKLOG: usize = 4096;
+}
+
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            backlog: 4096,
+            backlog: Self::DEFAULT_BACKLOG,
             max_participants: 100_000,
             rate: Some(RateLimit::default()),
             join_deadline: Duration::from_secs(5),

@@ -76,10 +76,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// Messages each sender may have in flight (sent but not yet delivered everywhere). With
-    /// --rate 0 this is what "as fast as the server takes" means: a closed loop, so the
-    /// generator measures the server rather than overflowing its own receivers.
-    #[arg(long, default_value_t = 64, value_name = "W")]
-    pub window: u64,
+    /// --rate 0 this is what "as fast as the server takes" means: a closed loop as deep as the
+    /// server accepts without cutting anyone off. By default every receiver's share of the
+    /// messages in flight is half of chittyd's default backlog (2048 of 4096): 2048 / S per
+    /// sender for broadcasts, 2048 x receivers / S for direct messages.
+    #[arg(long, value_name = "W")]
+    pub window: Option<u64>,
     /// After the senders stop, how long to wait for the last deliveries.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "D")]
     pub drain_timeout: Duration,
@@ -111,11 +113,15 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// Shared counters. Receivers count deliveries locally and add them to `delivered` in batches
-/// (at most `PUBLISH_EVERY` at a time, and always before they wait for more), so that a sender
-/// waiting for its window always sees every delivery that has arrived.
+/// Shared counters. Receivers count deliveries locally and add them to `delivered` (and their
+/// own slot in `received`) in batches (at most `PUBLISH_EVERY` at a time, and always before they
+/// wait for more), so that a sender waiting for its window always sees every delivery that has
+/// arrived.
 #[derive(Default)]
 struct Shared {
+    /// What each receiver has received so far: a broadcast is in flight until the slowest one
+    /// has it, so no receiver ever has more than the window waiting for it.
+    received: Vec<Padded<AtomicU64>>,
     /// Wakes senders waiting for their window to open.
     progress: tokio::sync::Notify,
     sent: Padded<AtomicU64>,
@@ -131,16 +137,29 @@ struct Shared {
 const PUBLISH_EVERY: u64 = 32;
 
 impl Shared {
-    /// Messages sent but not yet delivered everywhere (as far as the receivers have said).
-    fn in_flight(&self, fanout: u64) -> u64 {
-        let delivered = self.delivered.load(Ordering::SeqCst) / fanout;
+    /// Messages sent but not yet delivered everywhere (as far as the receivers have said): for
+    /// broadcasts, not yet received by the slowest receiver; for direct messages, not yet
+    /// received by their one recipient.
+    fn in_flight(&self, pattern: Pattern) -> u64 {
+        let delivered = match pattern {
+            Pattern::Broadcast => self
+                .received
+                .iter()
+                .map(|r| r.load(Ordering::SeqCst))
+                .min()
+                .unwrap_or(0),
+            Pattern::Direct => self.delivered.load(Ordering::SeqCst),
+        };
         self.sent.load(Ordering::SeqCst).saturating_sub(delivered)
     }
 
-    /// Adds a receiver's uncounted deliveries to the shared count, waking waiting senders.
-    fn publish(&self, unpublished: &mut u64) {
+    /// Adds a receiver's uncounted deliveries to the shared counts, waking waiting senders.
+    fn publish(&self, slot: usize, unpublished: &mut u64) {
         if *unpublished == 0 {
             return;
+        }
+        if let Some(r) = self.received.get(slot) {
+            r.fetch_add(*unpublished, Ordering::SeqCst);
         }
         self.delivered.fetch_add(*unpublished, Ordering::SeqCst);
         *unpublished = 0;
@@ -178,7 +197,10 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         + (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() % 100) as u32);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        received: (0..args.clients).map(|_| Padded::default()).collect(),
+        ..Shared::default()
+    });
     let stop = CancellationToken::new();
     let progress = progress_bar();
     let server_before = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
@@ -241,6 +263,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                     quiet.push(tx);
                 }
                 receivers.spawn(receive(
+                    i,
                     rx,
                     Arc::clone(&shared),
                     stop.child_token(),
@@ -294,11 +317,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         let recipients = Arc::clone(&recipients);
         let (rate, duration, size, pattern) = (args.rate, args.duration, args.size, args.pattern);
         let senders = args.senders;
-        let fanout = match pattern {
-            Pattern::Broadcast => args.clients as u64,
-            Pattern::Direct => 1,
-        };
-        let in_flight_limit = args.window.max(1) * senders as u64;
+        let in_flight_limit = window(args).max(1) * senders as u64;
         sending.spawn(async move {
             // Paced senders start evenly spread over one period, sender i at i/(S·R) seconds.
             let mut ticker = (rate > 0).then(|| {
@@ -317,13 +336,13 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                         break;
                     }
                 }
-                while shared.in_flight(fanout) >= in_flight_limit {
+                while shared.in_flight(pattern) >= in_flight_limit {
                     // Register before saying so and looking again: a receiver that publishes
                     // after the look sees `waiting` and wakes this one.
                     let mut notified = pin!(shared.progress.notified());
                     notified.as_mut().enable();
                     shared.waiting.fetch_add(1, Ordering::SeqCst);
-                    if shared.in_flight(fanout) >= in_flight_limit {
+                    if shared.in_flight(pattern) >= in_flight_limit {
                         let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
                     }
                     shared.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -429,6 +448,25 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     Ok(())
 }
 
+/// Each receiver may have this many of the messages in flight waiting for it: half of
+/// chittyd's default backlog, so a closed loop never runs anyone into the slow-consumer rule.
+const IN_FLIGHT_PER_RECEIVER: u64 = crate::hub::HubConfig::DEFAULT_BACKLOG as u64 / 2;
+
+/// The in-flight window per sender: `--window`, or the deepest one that keeps every receiver's
+/// share at `IN_FLIGHT_PER_RECEIVER`.
+pub fn window(args: &BenchArgs) -> u64 {
+    args.window.unwrap_or_else(|| {
+        let senders = args.senders.max(1) as u64;
+        let share = match args.pattern {
+            Pattern::Broadcast => IN_FLIGHT_PER_RECEIVER,
+            Pattern::Direct => {
+                IN_FLIGHT_PER_RECEIVER * args.clients.saturating_sub(args.senders).max(1) as u64
+            }
+        };
+        (share / senders).max(1)
+    })
+}
+
 fn validate(args: &BenchArgs) -> Result<(), BenchError> {
     let usage = |m: &str| Err(BenchError::Usage(m.to_owned()));
     if args.clients == 0 {
@@ -468,6 +506,7 @@ fn sent_ns(text: &str, run: u32) -> Option<u64> {
 
 /// One participant's receiving task: reads until `stop`, checking and counting what arrives.
 async fn receive(
+    slot: usize,
     mut rx: Receiver,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -514,7 +553,7 @@ async fn receive(
                             .wrapping_add(r.timestamp ^ t.rotate_left(17));
                         unpublished += 1;
                         if unpublished >= PUBLISH_EVERY {
-                            shared.publish(&mut unpublished);
+                            shared.publish(slot, &mut unpublished);
                         }
                     }
                 }
@@ -533,7 +572,7 @@ async fn receive(
             if cancelled.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
-            shared.publish(&mut unpublished);
+            shared.publish(slot, &mut unpublished);
             Poll::Pending
         })
         .await;
@@ -546,7 +585,7 @@ async fn receive(
             }
         }
     }
-    shared.publish(&mut unpublished);
+    shared.publish(slot, &mut unpublished);
     seen
 }
 

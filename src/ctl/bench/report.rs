@@ -75,6 +75,7 @@ pub struct Report {
     senders: usize,
     stalled: usize,
     rate_per_sender: u64,
+    window_per_sender: u64,
     size: usize,
     seconds: f64,
     messages_sent: u64,
@@ -125,6 +126,7 @@ impl Report {
             senders: i.args.senders,
             stalled: i.args.stall,
             rate_per_sender: i.args.rate,
+            window_per_sender: super::window(i.args),
             size: i.args.size,
             seconds: i.elapsed.as_secs_f64(),
             messages_sent: i.sent,
@@ -150,7 +152,7 @@ impl Report {
         let c = &self.connect_ms;
         writeln!(
             out,
-            "{:?} {:?}: {} clients, {} senders, {} stalled, rate {} msg/s per sender ({}), {} B",
+            "{:?} {:?}: {} clients, {} senders, {} stalled, rate {} msg/s per sender ({}), {} B, window {} per sender",
             self.transport,
             self.pattern,
             self.clients,
@@ -162,7 +164,8 @@ impl Report {
             } else {
                 "paced"
             },
-            self.size
+            self.size,
+            self.window_per_sender
         )?;
         writeln!(out, "  messages sent      {}", self.messages_sent)?;
         writeln!(
