@@ -20,7 +20,7 @@ use report::Report;
 use std::io::Write;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -129,7 +129,6 @@ struct Shared {
     /// Senders waiting on `progress`: receivers notify only when there are some.
     waiting: Padded<AtomicUsize>,
     caught_up: AtomicUsize,
-    senders_done: AtomicBool,
     cut_off: AtomicU64,
 }
 
@@ -204,6 +203,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     let stop = CancellationToken::new();
     let progress = progress_bar();
     let server_before = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+    let self_before = os::sample(None)?;
 
     // Connect everybody, receivers running from the start (join notices flood everyone).
     let total = args.clients + args.stall;
@@ -305,6 +305,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
 
     // Idle memory is read once everybody has caught up (nothing left queued for anyone).
     let server_connected = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
+    let self_connected = os::sample(None)?;
 
     // Send.
     let server_start = args.server_pid.map(|p| os::sample(Some(p))).transpose()?;
@@ -369,7 +370,6 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             () = tokio::time::sleep(Duration::from_millis(250)) => tick(&progress, &shared, started),
         }
     }
-    shared.senders_done.store(true, Ordering::Relaxed);
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = match args.pattern {
         Pattern::Broadcast => sent * args.clients as u64,
@@ -416,6 +416,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         connect_us: &connect_us,
         connect_time,
         generator_cpu: self_end.cpu.saturating_sub(self_start.cpu),
+        connect_generator_cpu: self_connected.cpu.saturating_sub(self_before.cpu),
         server: server_before
             .zip(server_connected)
             .zip(server_start.zip(server_end))

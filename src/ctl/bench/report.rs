@@ -27,6 +27,8 @@ pub struct Inputs<'a> {
     pub connect_us: &'a Histogram<u64>,
     pub connect_time: Duration,
     pub generator_cpu: Duration,
+    /// The generator's CPU while connecting and catching up with the join notices.
+    pub connect_generator_cpu: Duration,
     pub server: Option<ServerSamples>,
     pub cut_off: u64,
     pub order_mismatches: u64,
@@ -58,6 +60,8 @@ impl Percentiles {
 /// The server's side of the run.
 #[derive(Debug, Serialize)]
 pub struct ServerFigures {
+    /// While connecting and catching up with the join notices (a join storm's cost).
+    connect_cpu_seconds: f64,
     cpu_seconds: f64,
     cpu_per_delivery_us: f64,
     rss_before_kib: u64,
@@ -76,6 +80,8 @@ pub struct Report {
     stalled: usize,
     rate_per_sender: u64,
     window_per_sender: u64,
+    /// What paced senders should have sent in the time given (absent when not paced).
+    planned_messages: Option<u64>,
     size: usize,
     seconds: f64,
     messages_sent: u64,
@@ -91,6 +97,7 @@ pub struct Report {
     connect_ms: Percentiles,
     connect_seconds_total: f64,
     generator_cpu_seconds: f64,
+    connect_generator_cpu_seconds: f64,
     generator_cpu_per_delivery_us: f64,
     server: Option<ServerFigures>,
 }
@@ -110,6 +117,7 @@ impl Report {
             }
         };
         let server = i.server.map(|s| ServerFigures {
+            connect_cpu_seconds: s.connected.cpu.saturating_sub(s.before.cpu).as_secs_f64(),
             cpu_seconds: s.end.cpu.saturating_sub(s.start.cpu).as_secs_f64(),
             cpu_per_delivery_us: per_delivery(s.end.cpu.saturating_sub(s.start.cpu)),
             rss_before_kib: s.before.rss / 1024,
@@ -127,6 +135,9 @@ impl Report {
             stalled: i.args.stall,
             rate_per_sender: i.args.rate,
             window_per_sender: super::window(i.args),
+            planned_messages: (i.args.rate > 0).then_some(
+                (i.args.senders as f64 * i.args.rate as f64 * i.args.duration.as_secs_f64()) as u64,
+            ),
             size: i.args.size,
             seconds: i.elapsed.as_secs_f64(),
             messages_sent: i.sent,
@@ -142,6 +153,7 @@ impl Report {
             connect_ms: Percentiles::of(i.connect_us, 1000.0),
             connect_seconds_total: i.connect_time.as_secs_f64(),
             generator_cpu_seconds: i.generator_cpu.as_secs_f64(),
+            connect_generator_cpu_seconds: i.connect_generator_cpu.as_secs_f64(),
             generator_cpu_per_delivery_us: per_delivery(i.generator_cpu),
             server,
         }
@@ -152,7 +164,7 @@ impl Report {
         let c = &self.connect_ms;
         writeln!(
             out,
-            "{:?} {:?}: {} clients, {} senders, {} stalled, rate {} msg/s per sender ({}), {} B, window {} per sender",
+            "{:?} {:?}: {} clients, {} senders, {} stalled, rate {} msg/s per sender ({}), {} B{}",
             self.transport,
             self.pattern,
             self.clients,
@@ -165,9 +177,23 @@ impl Report {
                 "paced"
             },
             self.size,
-            self.window_per_sender
+            if self.rate_per_sender == 0 && self.senders > 0 {
+                format!(", window {} per sender", self.window_per_sender)
+            } else {
+                String::new()
+            }
         )?;
         writeln!(out, "  messages sent      {}", self.messages_sent)?;
+        if let Some(planned) = self.planned_messages
+            && self.messages_sent * 100 < planned * 98
+        {
+            writeln!(
+                out,
+                "  note               the senders fell behind their pace ({} of {} planned): \
+                 the machine was saturated, so latency includes queueing",
+                self.messages_sent, planned
+            )?;
+        }
         writeln!(
             out,
             "  deliveries         {} of {} expected ({} lost) in {:.2} s = {:.0}/s",
@@ -195,6 +221,15 @@ impl Report {
             "  connect (ms)       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (all in {:.2} s)",
             c.p50, c.p90, c.p99, c.max, self.connect_seconds_total
         )?;
+        write!(
+            out,
+            "  connect CPU        generator {:.2} s",
+            self.connect_generator_cpu_seconds
+        )?;
+        if let Some(s) = &self.server {
+            write!(out, ", server {:.2} s", s.connect_cpu_seconds)?;
+        }
+        writeln!(out, " (joins and every join notice)")?;
         writeln!(
             out,
             "  generator CPU      {:.2} s ({:.3} us per delivery)",
