@@ -59,7 +59,7 @@ complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l pattern -d
 direct\t'Senders send direct messages one-way to the other participants'"
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l clients -d 'Participants that connect and receive' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l senders -d 'How many of them send' -r
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l rate -d 'Messages per second per sender; 0 sends as fast as the server takes them. Paced senders are spread evenly over the period (sender i starts i/(S·R) seconds in), so that they do not all send at the same instant' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l rate -d 'Messages per second per sender; 0 sends as fast as the server takes them. Paced senders are spread evenly over the period (sender i starts i/(S x R) seconds in), so that they do not all send at the same instant' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l duration -d 'How long the senders send (e.g. 10s)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l size -d 'Message size in bytes (32 to 128; the send time is inside)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l stall -d 'Extra participants that join and then never read (slow-consumer isolation)' -r

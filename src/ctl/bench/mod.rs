@@ -56,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub senders: usize,
     /// Messages per second per sender; 0 sends as fast as the server takes them. Paced senders
-    /// are spread evenly over the period (sender i starts i/(S·R) seconds in), so that they do
+    /// are spread evenly over the period (sender i starts i/(S x R) seconds in), so that they do
     /// not all send at the same instant.
     #[arg(long, default_value_t = 0, value_name = "R")]
     pub rate: u64,
@@ -320,7 +320,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
         let senders = args.senders;
         let in_flight_limit = window(args).max(1) * senders as u64;
         sending.spawn(async move {
-            // Paced senders start evenly spread over one period, sender i at i/(S·R) seconds.
+            // Paced senders start evenly spread over one period, sender i at i/(S x R) seconds.
             let mut ticker = (rate > 0).then(|| {
                 let period = Duration::from_secs_f64(1.0 / rate as f64);
                 let phase = period.mul_f64(i as f64 / senders as f64);

@@ -1,0 +1,186 @@
+//! `chittyctl bench`, the load generator that ships with chittyctl: the real binary against
+//! chittyd running in-process, over gRPC and WebSocket, checked through its `--json` report.
+//! These are small runs: they test that the generator counts, checks and reports correctly, not
+//! how fast anything is (BENCHMARKS.md has the figures).
+
+mod common;
+
+use common::{TestServer, start};
+use serde_json::Value;
+
+/// Runs the real chittyctl bench against `server` and returns its exit code, report and stderr.
+async fn bench(server: &TestServer, args: &[&str]) -> (i32, Value, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chittyctl"))
+        .args(["--json", "bench", "--target", &server.addr.to_string()])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .args(["--drain-timeout", "5s"])
+        .args(args)
+        .output()
+        .await
+        .expect("run chittyctl bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Everything sent arrived, in order, and the figures are the ones a reader would check.
+fn assert_clean(r: &Value, senders_sent_something: bool) {
+    assert_eq!(r["losses"], 0, "{r:#}");
+    assert_eq!(r["deliveries"], r["expected_deliveries"], "{r:#}");
+    assert_eq!(r["ordering_anomalies"], 0, "{r:#}");
+    assert_eq!(r["order_mismatches"], 0, "{r:#}");
+    assert_eq!(r["receiver_errors"], 0, "{r:#}");
+    if senders_sent_something {
+        assert!(r["messages_sent"].as_u64().unwrap() > 0, "{r:#}");
+        assert!(r["latency_ms"]["max"].as_f64().unwrap() > 0.0, "{r:#}");
+        assert!(
+            r["server"]["cpu_per_delivery_us"].as_f64().unwrap() > 0.0,
+            "{r:#}"
+        );
+    }
+    assert!(
+        r["server"]["rss_connected_kib"].as_u64().unwrap() > 0,
+        "{r:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_broadcast_counts_every_delivery_and_checks_the_order() {
+    let server = start(common::config()).await;
+    let (code, r, err) = bench(
+        &server,
+        &["--clients", "8", "--senders", "3", "--duration", "1s"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(&r, true);
+    let sent = r["messages_sent"].as_u64().unwrap();
+    assert_eq!(r["expected_deliveries"].as_u64().unwrap(), sent * 8);
+    assert_eq!(r["window_per_sender"], 2048 / 3, "the default window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_room_and_direct_messages() {
+    let server = start(common::config()).await;
+    let (code, r, err) = bench(
+        &server,
+        &[
+            "--transport",
+            "ws",
+            "--clients",
+            "6",
+            "--senders",
+            "2",
+            "--duration",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(&r, true);
+
+    let (code, r, err) = bench(
+        &server,
+        &[
+            "--transport",
+            "ws",
+            "--pattern",
+            "direct",
+            "--clients",
+            "6",
+            "--senders",
+            "2",
+            "--duration",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(&r, true);
+    assert_eq!(r["deliveries"], r["messages_sent"], "one recipient each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_senders_send_what_they_planned() {
+    let server = start(common::config()).await;
+    let (code, r, err) = bench(
+        &server,
+        &[
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(&r, true);
+    assert_eq!(r["planned_messages"], 40);
+    let sent = r["messages_sent"].as_u64().unwrap();
+    assert!(
+        (36..=42).contains(&sent),
+        "2 senders at 20/s for 1 s sent {sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_participants_are_cut_off_and_nobody_else_loses_anything() {
+    let mut config = common::config();
+    config.hub.backlog = 64;
+    let server = start(config).await;
+    let (code, r, err) = bench(
+        &server,
+        &[
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--stall",
+            "2",
+            "--window",
+            "8",
+            "--duration",
+            "2s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(&r, true);
+    assert_eq!(r["slow_consumers_cut_off"], 2, "{r:#}");
+}
+
+#[tokio::test]
+async fn impossible_options_are_refused_with_a_reason() {
+    let server = start(common::config()).await;
+    let (code, _, err) = bench(&server, &["--clients", "2", "--senders", "3"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--senders cannot exceed --clients"), "{err}");
+    let (code, _, err) = bench(&server, &["--size", "500"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--size"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_an_error_not_a_report() {
+    let server = start(common::config()).await;
+    let addr = server.addr;
+    server.stop.cancel();
+    let _ = server.task.await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chittyctl"))
+        .args(["bench", "--target", &addr.to_string(), "--clients", "1"])
+        .args(["--senders", "0", "--duration", "1s"])
+        .output()
+        .await
+        .expect("run chittyctl bench");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not connect"), "{err}");
+}
