@@ -207,7 +207,7 @@ pub fn render(hub: &Hub) -> String {
     );
     s.fanout.render(
         "chitty_fanout_seconds",
-        "Time to sequence one delivery and queue it to every recipient.",
+        "Time to encode one broadcast and append it to the room log every recipient reads.",
         &mut out,
     );
     out

@@ -31,7 +31,7 @@ pub struct Stats {
     pub kicks: AtomicU64,
     /// Events sequenced (each took a Lamport time).
     pub events: AtomicU64,
-    /// Time each broadcast took to sequence, encode and queue to every recipient.
+    /// Time each broadcast took to encode and append to the room log every recipient reads.
     pub fanout: crate::metrics::Histogram,
     /// TCP connections the chat port accepted (before the per-address limits).
     pub accepted: AtomicU64,
