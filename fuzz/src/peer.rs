@@ -61,7 +61,10 @@ impl Peer {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             let mut batch = Vec::new();
-            match self.reader.poll_take(&mut cx, |frame| batch.push(frame.clone())) {
+            match self
+                .reader
+                .poll_take(&mut cx, |frame| batch.push(frame.clone()))
+            {
                 Poll::Ready(Taken::Frames) => {
                     assert!(
                         self.ending.is_none(),
