@@ -66,42 +66,32 @@ async fn grpc_broadcast_counts_every_delivery_and_checks_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_room_and_direct_messages() {
     let server = start(common::config()).await;
-    let (code, r, err) = bench(
-        &server,
-        &[
-            "--transport",
-            "ws",
-            "--clients",
-            "6",
-            "--senders",
-            "2",
-            "--duration",
-            "1s",
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert_clean(&r, true);
-
-    let (code, r, err) = bench(
-        &server,
-        &[
-            "--transport",
-            "ws",
-            "--pattern",
-            "direct",
-            "--clients",
-            "6",
-            "--senders",
-            "2",
-            "--duration",
-            "1s",
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert_clean(&r, true);
-    assert_eq!(r["deliveries"], r["messages_sent"], "one recipient each");
+    for pattern in ["broadcast", "direct"] {
+        let (code, r, err) = bench(
+            &server,
+            &[
+                "--transport",
+                "ws",
+                "--pattern",
+                pattern,
+                "--clients",
+                "6",
+                "--senders",
+                "2",
+                "--duration",
+                "1s",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{pattern}: {err}");
+        assert_clean(&r, true);
+        let fanout = if pattern == "direct" { 1 } else { 6 };
+        assert_eq!(
+            r["deliveries"].as_u64().unwrap(),
+            r["messages_sent"].as_u64().unwrap() * fanout,
+            "{pattern}: {r:#}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
