@@ -8,13 +8,14 @@ mod common;
 use common::{TestServer, start};
 use serde_json::Value;
 
-/// Runs the real chittyctl bench against `server` and returns its exit code, report and stderr.
-async fn bench(server: &TestServer, args: &[&str]) -> (i32, Value, String) {
+/// Runs the real chittyctl bench against `server` with `args` (split at spaces) and returns its
+/// exit code, report and stderr.
+async fn bench(server: &TestServer, args: &str) -> (i32, Value, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chittyctl"))
         .args(["--json", "bench", "--target", &server.addr.to_string()])
         .args(["--server-pid", &std::process::id().to_string()])
         .args(["--drain-timeout", "5s"])
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .await
         .expect("run chittyctl bench");
@@ -51,11 +52,7 @@ fn assert_clean(r: &Value, senders_sent_something: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_broadcast_counts_every_delivery_and_checks_the_order() {
     let server = start(common::config()).await;
-    let (code, r, err) = bench(
-        &server,
-        &["--clients", "8", "--senders", "3", "--duration", "1s"],
-    )
-    .await;
+    let (code, r, err) = bench(&server, "--clients 8 --senders 3 --duration 1s").await;
     assert_eq!(code, 0, "{err}");
     assert_clean(&r, true);
     let sent = r["messages_sent"].as_u64().unwrap();
@@ -69,18 +66,7 @@ async fn websocket_room_and_direct_messages() {
     for pattern in ["broadcast", "direct"] {
         let (code, r, err) = bench(
             &server,
-            &[
-                "--transport",
-                "ws",
-                "--pattern",
-                pattern,
-                "--clients",
-                "6",
-                "--senders",
-                "2",
-                "--duration",
-                "1s",
-            ],
+            &format!("--transport ws --pattern {pattern} --clients 6 --senders 2 --duration 1s"),
         )
         .await;
         assert_eq!(code, 0, "{pattern}: {err}");
@@ -97,20 +83,7 @@ async fn websocket_room_and_direct_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_senders_send_what_they_planned() {
     let server = start(common::config()).await;
-    let (code, r, err) = bench(
-        &server,
-        &[
-            "--clients",
-            "4",
-            "--senders",
-            "2",
-            "--rate",
-            "20",
-            "--duration",
-            "1s",
-        ],
-    )
-    .await;
+    let (code, r, err) = bench(&server, "--clients 4 --senders 2 --rate 20 --duration 1s").await;
     assert_eq!(code, 0, "{err}");
     assert_clean(&r, true);
     assert_eq!(r["planned_messages"], 40);
@@ -128,18 +101,7 @@ async fn stalled_participants_are_cut_off_and_nobody_else_loses_anything() {
     let server = start(config).await;
     let (code, r, err) = bench(
         &server,
-        &[
-            "--clients",
-            "4",
-            "--senders",
-            "2",
-            "--stall",
-            "2",
-            "--window",
-            "8",
-            "--duration",
-            "2s",
-        ],
+        "--clients 4 --senders 2 --stall 2 --window 8 --duration 2s",
     )
     .await;
     assert_eq!(code, 0, "{err}");
@@ -150,10 +112,10 @@ async fn stalled_participants_are_cut_off_and_nobody_else_loses_anything() {
 #[tokio::test]
 async fn impossible_options_are_refused_with_a_reason() {
     let server = start(common::config()).await;
-    let (code, _, err) = bench(&server, &["--clients", "2", "--senders", "3"]).await;
+    let (code, _, err) = bench(&server, "--clients 2 --senders 3").await;
     assert_ne!(code, 0);
     assert!(err.contains("--senders cannot exceed --clients"), "{err}");
-    let (code, _, err) = bench(&server, &["--size", "500"]).await;
+    let (code, _, err) = bench(&server, "--size 500").await;
     assert_ne!(code, 0);
     assert!(err.contains("--size"), "{err}");
 }
