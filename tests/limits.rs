@@ -224,26 +224,21 @@ async fn a_raw_socket_that_never_reads_is_cut_off_and_others_keep_their_pace() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn invalid_utf8_in_a_websocket_text_frame_closes_with_1007() {
-    let server = start(common::config()).await;
-    let (mut alice, mut bob) = pair(&server).await;
-    let mut s = raw_websocket(&server, "", None).await;
-    // A masked text frame whose payload is not UTF-8.
-    let payload = [0xff, 0xfe, 0xfd];
+/// A client frame: `first` is the FIN bit, reserved bits and opcode; the payload is masked.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    assert!(payload.len() < 126);
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&frame).await.unwrap();
-    // Read frames until the close frame: 0x88, length, then the code.
+    frame
+}
+
+/// Reads server frames until the close frame; returns its code.
+async fn close_code(s: &mut TcpStream) -> u16 {
     let mut buf = Vec::new();
-    let code = tokio::time::timeout(PATIENCE, async {
+    tokio::time::timeout(PATIENCE, async {
         loop {
-            let mut chunk = [0; 512];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed without a close frame: {buf:?}");
-            buf.extend_from_slice(&chunk[..n]);
             let mut at = 0;
             while at + 2 <= buf.len() {
                 let len = (buf[at + 1] & 0x7f) as usize;
@@ -252,11 +247,51 @@ async fn invalid_utf8_in_a_websocket_text_frame_closes_with_1007() {
                 }
                 at += 2 + len;
             }
+            let mut chunk = [0; 512];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without a close frame: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
         }
     })
     .await
-    .expect("no close frame");
-    assert_eq!(code, 1007);
+    .expect("no close frame")
+}
+
+#[tokio::test]
+async fn frames_the_websocket_rfc_forbids_close_with_the_fitting_code() {
+    let server = start(common::config()).await;
+    let (mut alice, mut bob) = pair(&server).await;
+    let unmasked = {
+        let mut f = masked(0x81, b"{}");
+        f[1] &= 0x7f;
+        f.drain(2..6);
+        f
+    };
+    let cases: [(&str, Vec<u8>, u16); 7] = [
+        (
+            "text that is not UTF-8",
+            masked(0x81, &[0xff, 0xfe, 0xfd]),
+            1007,
+        ),
+        ("an unmasked frame", unmasked, 1002),
+        ("a reserved bit", masked(0xC1, b"{}"), 1002),
+        ("a reserved opcode", masked(0x83, b""), 1002),
+        ("a fragmented ping", masked(0x09, b""), 1002),
+        ("a continuation of nothing", masked(0x80, b"x"), 1002),
+        (
+            "a close code nobody may send",
+            masked(0x88, &1005u16.to_be_bytes()),
+            1002,
+        ),
+    ];
+    for (what, frame, want) in cases {
+        let mut s = raw_websocket(&server, "", None).await;
+        s.write_all(&frame).await.unwrap();
+        assert_eq!(close_code(&mut s).await, want, "{what}");
+        // The server shuts its side after the close frame.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, s.read_to_end(&mut rest)).await;
+    }
     others_still_chat(&mut alice, &mut bob, 2).await;
     server.shutdown().await;
 }

@@ -443,3 +443,112 @@ async fn shutdown_closes_websockets_after_the_notice() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn fragmented_messages_pings_and_the_close_handshake_follow_the_rfc() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = start_default().await;
+    let mut one = WsUser::connect(&server, "").await;
+    let mut two = WsUser::connect(&server, "").await;
+    // One text message in three fragments, cut inside a character, with a ping between them.
+    let text = json!({"recipient_id": two.id, "message": "frägmented"}).to_string();
+    let cut = text.find('ä').unwrap() + 1;
+    let pieces = [
+        &text.as_bytes()[..10],
+        &text.as_bytes()[10..cut],
+        &text.as_bytes()[cut..],
+    ];
+    one.ws
+        .send(Message::Frame(Frame::message(
+            pieces[0].to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+    one.ws
+        .send(Message::Ping("are you there".into()))
+        .await
+        .unwrap();
+    one.ws
+        .send(Message::Frame(Frame::message(
+            pieces[1].to_vec(),
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .await
+        .unwrap();
+    one.ws
+        .send(Message::Frame(Frame::message(
+            pieces[2].to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(PATIENCE, one.ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong, Message::Pong("are you there".into()));
+    let got = two.recv().await;
+    assert_eq!(got["message"], "frägmented");
+    assert_eq!(got["sender_id"], one.id);
+
+    // The client closes: the server answers with its own close frame and ends the connection.
+    one.ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(PATIENCE, one.ws.next()).await.unwrap();
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1000),
+        "{reply:?}"
+    );
+    let end = tokio::time::timeout(PATIENCE, one.ws.next()).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn broken_handshakes_get_an_http_error_that_says_what_is_wrong() {
+    let server = start_default().await;
+    let handshake = |headers: &'static str| {
+        let addr = server.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let old = handshake(
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    )
+    .await;
+    assert!(old.starts_with("HTTP/1.1 426"), "{old}");
+    assert!(
+        old.to_lowercase().contains("sec-websocket-version: 13"),
+        "{old}"
+    );
+    assert!(old.contains("version 13"), "{old}");
+    let keyless =
+        handshake("Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
+            .await;
+    assert!(keyless.starts_with("HTTP/1.1 400"), "{keyless}");
+    assert!(keyless.contains("Sec-WebSocket-Key"), "{keyless}");
+    let no_connection = handshake(
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    )
+    .await;
+    assert!(no_connection.starts_with("HTTP/1.1 400"), "{no_connection}");
+    assert!(
+        no_connection.contains("Connection: Upgrade"),
+        "{no_connection}"
+    );
+    server.shutdown().await;
+}

@@ -65,6 +65,9 @@ pub enum SessionError {
     /// A frame the transport cannot read at all (for example text that is not UTF-8).
     #[error("unreadable frame: {0}")]
     BadFrame(String),
+    /// A frame the transport's protocol forbids (for example an unmasked WebSocket frame).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
     /// The server has as many participants as it is configured to take.
     #[error("the server is full ({0} participants); try again later")]
     Full(usize),
@@ -91,6 +94,7 @@ impl SessionError {
             SessionError::JoinTimeout(_) => "join_timeout",
             SessionError::DeadPeer => "dead_peer",
             SessionError::BadFrame(_) => "bad_frame",
+            SessionError::Protocol(_) => "protocol_error",
         }
     }
 }

@@ -231,7 +231,8 @@ pub fn status_of(e: &SessionError) -> Status {
         SessionError::InvalidName(_)
         | SessionError::EmptyEvent
         | SessionError::TimestampOutOfRange(_)
-        | SessionError::BadFrame(_) => Status::invalid_argument(message),
+        | SessionError::BadFrame(_)
+        | SessionError::Protocol(_) => Status::invalid_argument(message),
         SessionError::FrameTooLarge(_) => Status::out_of_range(message),
         SessionError::Impersonation { .. } | SessionError::Banned { .. } => {
             Status::permission_denied(message)

@@ -263,11 +263,9 @@ impl Server {
                 "/",
                 axum::routing::get(
                     move |query: axum::extract::Query<websocket::Params>,
-                          conn: Option<axum::Extension<ConnInfo>>,
-                          ws: Result<
-                        axum::extract::ws::WebSocketUpgrade,
-                        axum::extract::ws::rejection::WebSocketUpgradeRejection,
-                    >| gateway.clone().handle(query, conn, ws),
+                          req: axum::extract::Request| {
+                        gateway.clone().handle(query, req)
+                    },
                 ),
             )
             .fallback(not_found);

@@ -5,25 +5,54 @@
 //! `{"recipient_id": 2, "message": "…"}` (without `recipient_id`, room members broadcast) and
 //! receive `{"sender_id": 1, "message": "…", …}` plus added fields (`kind`, `timestamp`,
 //! `username`, …). Bad input gets a JSON error frame and the connection stays open; abuse
-//! (oversized or non-UTF-8 frames) closes it with the fitting close code.
+//! (oversized or non-UTF-8 frames, frames the RFC forbids) closes it with the fitting close code.
+//!
+//! chittyd does the handshake and the framing itself ([`codec`]) and drives each connection
+//! from one task: what the client sends goes to the hub, and the outbox's frames, already
+//! encoded by the hub, are copied behind their WebSocket headers into one buffer and written
+//! with one system call per run.
 
-use crate::hub::outbox::{Ending, Taken};
+use crate::hub::outbox::{Ending, OutboxReader, Taken};
 use crate::hub::{Event, Hub, SessionError, SessionHandle, Transport};
 use crate::server::ConnInfo;
-use axum::extract::Query;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::body::Body;
+use axum::extract::{Query, Request};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use codec::{Decoder, Message, ReadError};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::future::Future;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Interval, Sleep};
+
+pub mod codec;
 
 /// A write that takes longer than this means the peer stopped reading; the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After its close frame, the server reads (and discards) what the client still sends for at
+/// most this long, so that closing with unread input does not reset the connection and destroy
+/// the close frame before the client has read it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Bytes read from the socket per read. The buffer is on the stack for the duration of the read,
+/// so an idle connection holds no read buffer at all.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// While more than this is waiting to be written (pongs to a client that pings but never reads),
+/// the client's input is not read either, so its own socket pushes back.
+const PAUSE_READING: usize = 64 * 1024;
+
+/// A write buffer that grew past this for a burst is freed once it has been written, rather
+/// than kept by an idle connection.
+const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 
 /// What a non-WebSocket GET on `/` gets.
 const ABOUT: &str = "This is a chittyd chat port.\n\
@@ -48,35 +77,112 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway onto `hub`; frames larger than `max_frame` bytes close the connection.
+    /// A gateway onto `hub`; messages larger than `max_frame` bytes close the connection.
     pub fn new(hub: Arc<Hub>, max_frame: usize) -> Self {
         Gateway { hub, max_frame }
     }
 
-    /// Handles `GET /`: an upgrade becomes a session, anything else gets a short explanation.
-    pub async fn handle(
-        self,
-        query: Query<Params>,
-        conn: Option<axum::Extension<ConnInfo>>,
-        ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    ) -> Response {
-        let ws = match ws {
-            Ok(ws) => ws,
-            Err(_) => return ABOUT.into_response(),
+    /// Handles `GET /`: a WebSocket handshake (RFC 6455, 4.2) becomes a session, a plain GET
+    /// gets a short explanation, and a broken handshake gets an HTTP error saying what is wrong.
+    pub async fn handle(self, query: Query<Params>, mut req: Request) -> Response {
+        let accept = match handshake(req.headers()) {
+            Ok(Some(accept)) => accept,
+            Ok(None) => return ABOUT.into_response(),
+            Err(e) => return e.into_response(),
         };
-        let peer = conn.map_or_else(|| "unknown".to_owned(), |c| c.0.peer.to_string());
+        if req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_none()
+        {
+            return HandshakeError::NotHttp11.into_response();
+        }
+        let peer = req
+            .extensions()
+            .get::<ConnInfo>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
+        let upgrade = hyper::upgrade::on(&mut req);
         let username = query.0.username;
-        ws.max_message_size(self.max_frame)
-            .max_frame_size(self.max_frame)
-            // A small read buffer: an idle user should cost a few KiB, and chat frames are small.
-            // Writes are gathered up to 32 KiB before they go to the socket, so a busy room's
-            // backlog leaves in a few system calls (an 8 KiB threshold cost a fifth more CPU per
-            // delivery in the WebSocket room bench); the buffer grows only when a burst needs it.
-            .read_buffer_size(4096)
-            .write_buffer_size(32 * 1024)
-            .max_write_buffer_size(256 * 1024)
-            .on_upgrade(move |socket| serve(socket, self.hub, peer, username, self.max_frame))
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(io) => serve(TokioIo::new(io), self.hub, peer, username, self.max_frame).await,
+                Err(e) => tracing::debug!("WebSocket upgrade from {peer} failed: {e}"),
+            }
+        });
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        response
     }
+}
+
+/// Why a WebSocket handshake is refused.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("a WebSocket handshake needs \"Connection: Upgrade\"")]
+    NoConnectionUpgrade,
+    #[error("chittyd speaks WebSocket version 13 (Sec-WebSocket-Version: 13)")]
+    Version,
+    #[error("a WebSocket handshake needs a Sec-WebSocket-Key")]
+    NoKey,
+    #[error("WebSocket connections need HTTP/1.1")]
+    NotHttp11,
+}
+
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = (status, format!("{self}\n")).into_response();
+        if let HandshakeError::Version = self {
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        response
+    }
+}
+
+/// Checks a WebSocket handshake: `Ok(None)` if the request is not one at all, the accept key
+/// for the response if it is a good one.
+fn handshake(headers: &HeaderMap) -> Result<Option<HeaderValue>, HandshakeError> {
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Ok(None);
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(HandshakeError::Version);
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| !k.is_empty())
+    else {
+        return Err(HandshakeError::NoKey);
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    // Base64 is always a valid header value.
+    Ok(HeaderValue::from_str(&accept).ok())
+}
+
+/// Whether a comma-separated header has `token` (case-insensitively) in any of its values.
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// A client frame. Unknown fields are ignored so clients may add their own.
@@ -129,14 +235,11 @@ pub fn parse(text: &str) -> Result<Incoming<'_>, FrameError> {
 }
 
 /// One WebSocket user, from upgrade to close.
-async fn serve(
-    socket: WebSocket,
-    hub: Arc<Hub>,
-    peer: String,
-    username: Option<String>,
-    max_frame: usize,
-) {
-    let (outbox, mut reader) = hub.outbox(Transport::WebSocket);
+async fn serve<IO>(io: IO, hub: Arc<Hub>, peer: String, username: Option<String>, max: usize)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let (outbox, reader) = hub.outbox(Transport::WebSocket);
     let mut session = SessionHandle::new(hub, Transport::WebSocket, peer, outbox);
     match &username {
         Some(name) => {
@@ -146,102 +249,223 @@ async fn serve(
             let _ = session.connect_direct();
         }
     }
-    let (mut tx, mut rx) = socket.split();
-    let mut batch = Vec::new();
-    let mut reading = !session.is_ended();
     // Dead-peer detection: ping a quiet peer every `keepalive`; one that has sent nothing (not
     // even a pong) for twice that is gone, and its leave is announced.
-    let keepalive = session_keepalive(&session);
-    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-    // Pings sent since the peer was last heard from.
-    let mut unanswered = 0u32;
-    loop {
-        tokio::select! {
-            _ = pings.tick(), if reading => {
-                // Silent through two whole intervals (two pings unanswered): gone.
-                unanswered += 1;
-                if unanswered > 2 {
-                    reading = false;
-                    session.violation(SessionError::DeadPeer);
-                } else {
-                    let ping = tx.send(Message::Ping(Default::default()));
-                    if tokio::time::timeout(WRITE_TIMEOUT, ping).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            taken = reader.take(|frame| batch.push(frame.clone())) => match taken {
-                Taken::Frames => {
-                    let write = async {
-                        for frame in batch.drain(..) {
-                            // The hub's JSON is UTF-8 by construction.
-                            if let Ok(text) = Utf8Bytes::try_from(frame) {
-                                tx.feed(Message::Text(text)).await?;
-                            }
-                        }
-                        tx.flush().await
-                    };
-                    if within_write_timeout(write).await.is_err() {
-                        break;
-                    }
-                }
-                Taken::Ended(ending) => {
-                    let (code, reason) = close_of(&ending);
-                    let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, tx.send(close)).await;
-                    break;
-                }
-            },
-            msg = rx.next(), if reading => {
-                unanswered = 0;
-                match msg {
-                Some(Ok(Message::Text(text))) => handle_text(&mut session, &text),
-                Some(Ok(Message::Binary(_))) => {
-                    session.handle(0, Event::Invalid {
-                        reason: "binary frames are not supported: send JSON text frames",
-                        recipient: 0,
-                    });
-                }
-                // Pings are answered by the WebSocket layer itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => {
-                    session.disconnect();
-                    reading = false;
-                }
-                Some(Err(e)) => {
-                    reading = false;
-                    match read_error(&e, max_frame) {
-                        Some(err) => session.violation(err),
-                        None => session.disconnect(),
-                    }
-                }
-            }},
-        }
-    }
-}
-
-/// Runs a write, arming the write timeout only if the write does not complete at once: most
-/// writes fit in the socket buffer, and a timer per write would cost more than the write.
-async fn within_write_timeout(
-    write: impl Future<Output = Result<(), axum::Error>>,
-) -> Result<(), ()> {
-    let mut write = std::pin::pin!(write);
-    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(done) => done.map_err(drop),
-        Poll::Pending => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        },
-    }
-}
-
-fn session_keepalive(session: &SessionHandle) -> std::time::Duration {
-    session
+    let keepalive = session
         .hub()
         .config()
         .keepalive
-        .max(std::time::Duration::from_millis(10))
+        .max(Duration::from_millis(10));
+    let mut conn = Connection {
+        io,
+        reading: !session.is_ended(),
+        session,
+        reader,
+        decoder: Decoder::new(max),
+        out: Vec::new(),
+        sent: 0,
+        stall: None,
+        pings: tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive),
+        unanswered: 0,
+        phase: Phase::Open,
+    };
+    std::future::poll_fn(|cx| conn.poll(cx)).await;
+}
+
+/// Where a connection is in its life.
+enum Phase {
+    /// Frames flow both ways.
+    Open,
+    /// The close frame is queued; nothing is sent after it.
+    Closing,
+    /// The close frame is out and the write side shut down; reading what the client still sends
+    /// until it closes too, or the timer runs out.
+    Lingering(Pin<Box<Sleep>>),
+}
+
+/// One WebSocket connection, driven by one task: the client's frames go to the hub, and the
+/// outbox's frames go out behind their WebSocket headers, a whole run per write.
+struct Connection<IO> {
+    io: IO,
+    session: SessionHandle,
+    reader: OutboxReader,
+    decoder: Decoder,
+    /// Whether the client's input is still read (not after its close, an error or end of file).
+    reading: bool,
+    /// Frames waiting to be written, and how much of them has been.
+    out: Vec<u8>,
+    sent: usize,
+    /// Armed while a write waits for the socket; the connection ends when it fires.
+    stall: Option<Pin<Box<Sleep>>>,
+    pings: Interval,
+    /// Pings sent since the client was last heard from.
+    unanswered: u32,
+    phase: Phase,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
+    /// Runs the connection until it is closed: `Ready` means the task may end.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let flushed = match self.flush(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(())) => return Poll::Ready(()),
+                Poll::Pending => false,
+            };
+            if flushed && matches!(self.phase, Phase::Closing) {
+                // The close frame is out: shut the write side, then wait for the client's end.
+                if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if !self.reading {
+                    return Poll::Ready(());
+                }
+                self.phase = Phase::Lingering(Box::pin(tokio::time::sleep(LINGER)));
+            }
+            if let Phase::Lingering(timer) = &mut self.phase
+                && (!self.reading || timer.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(());
+            }
+            let mut busy = false;
+            if self.reading && self.out.len() - self.sent < PAUSE_READING {
+                busy |= self.read(cx).is_ready();
+            }
+            if matches!(self.phase, Phase::Open) {
+                busy |= self.keepalive(cx);
+                if flushed {
+                    busy |= self.take(cx).is_ready();
+                }
+            }
+            if !busy {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Writes what is queued. `Err` means the connection is dead: the write failed, or waited
+    /// longer than the write timeout.
+    fn flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Pending => return self.stalled(cx),
+            }
+        }
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+            Poll::Pending => return self.stalled(cx),
+        }
+        self.stall = None;
+        self.sent = 0;
+        if self.out.capacity() > KEEP_WRITE_BUFFER {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A write is waiting for the socket: arms the write timeout, or reports it expired.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        // Armed only when a write blocks: most writes complete at once, and a timer per write
+        // would cost more than the write.
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads once from the socket and hands every whole message to the hub.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut buf);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+            // End of file or a broken connection: the client is gone.
+            Poll::Ready(_) => {
+                self.reading = false;
+                self.session.disconnect();
+                return Poll::Ready(());
+            }
+        }
+        self.unanswered = 0;
+        if !matches!(self.phase, Phase::Open) {
+            return Poll::Ready(());
+        }
+        let session = &mut self.session;
+        let out = &mut self.out;
+        let mut closed = false;
+        let decoded = self.decoder.feed(buf.filled_mut(), &mut |m| match m {
+            Message::Text(text) => handle_text(session, text),
+            Message::Binary => {
+                session.handle(
+                    0,
+                    Event::Invalid {
+                        reason: "binary frames are not supported: send JSON text frames",
+                        recipient: 0,
+                    },
+                );
+            }
+            Message::Ping(payload) => codec::put_pong(out, payload),
+            Message::Pong => {}
+            Message::Close(_) => closed = true,
+        });
+        if let Err(e) = decoded {
+            self.reading = false;
+            self.session.violation(match e {
+                ReadError::TooLarge(max) => SessionError::FrameTooLarge(max),
+                ReadError::NotUtf8 => SessionError::BadFrame(e.to_string()),
+                ReadError::Protocol(why) => SessionError::Protocol(why.into()),
+            });
+        } else if closed {
+            self.reading = false;
+            self.session.disconnect();
+        }
+        Poll::Ready(())
+    }
+
+    /// Pings a quiet client, and gives up on one that stopped answering. Returns whether it did
+    /// anything.
+    fn keepalive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.reading || self.pings.poll_tick(cx).is_pending() {
+            return false;
+        }
+        // Silent through two whole intervals (two pings unanswered): gone.
+        self.unanswered += 1;
+        if self.unanswered > 2 {
+            self.reading = false;
+            self.session.violation(SessionError::DeadPeer);
+        } else {
+            codec::put_ping(&mut self.out);
+        }
+        true
+    }
+
+    /// Queues everything the outbox has, each frame behind its header, or the close frame once
+    /// the session has ended.
+    fn take(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let out = &mut self.out;
+        match self
+            .reader
+            .poll_take(cx, |frame| codec::put_text(out, frame))
+        {
+            Poll::Ready(Taken::Frames) => Poll::Ready(()),
+            Poll::Ready(Taken::Ended(ending)) => {
+                let (code, reason) = close_of(&ending);
+                codec::put_close(&mut self.out, code, &reason);
+                self.phase = Phase::Closing;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Turns one text frame into an event for the hub.
@@ -269,24 +493,6 @@ fn handle_text(session: &mut SessionHandle, text: &str) {
     }
 }
 
-/// Reading errors that are the client's abuse (they end the session with a reason), as opposed
-/// to the connection simply breaking.
-fn read_error(e: &axum::Error, max_frame: usize) -> Option<SessionError> {
-    let text = e.to_string();
-    if text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("too big")
-    {
-        Some(SessionError::FrameTooLarge(max_frame))
-    } else if text.contains("UTF-8") || text.contains("utf-8") {
-        Some(SessionError::BadFrame(
-            "text frame is not valid UTF-8".into(),
-        ))
-    } else {
-        None
-    }
-}
-
 /// The one place a session's ending becomes a WebSocket close code and reason.
 fn close_of(ending: &Ending) -> (u16, String) {
     let e = match ending {
@@ -296,14 +502,10 @@ fn close_of(ending: &Ending) -> (u16, String) {
     let code = match e {
         SessionError::FrameTooLarge(_) => 1009,
         SessionError::BadFrame(_) => 1007,
+        SessionError::Protocol(_) => 1002,
         SessionError::ShuttingDown => 1001,
         SessionError::Full(_) => 1013,
         _ => 1008,
     };
-    // A close reason is at most 123 bytes.
-    let mut reason = e.to_string();
-    while reason.len() > 123 {
-        reason.pop();
-    }
-    (code, reason)
+    (code, e.to_string())
 }
