@@ -1,6 +1,7 @@
 //! Fuzz checks for chitty's network-facing code, one module per target:
 //!
 //! - [`websocket_frame`]: one WebSocket text frame, parsed and handled as the gateway does.
+//! - [`websocket_codec`]: raw bytes from a WebSocket client, through the frame decoder.
 //! - [`event_validation`]: the username and text rules, and a gRPC event stream checked event by
 //!   event against a model of the session rules.
 //! - [`hub_sessions`]: many sessions on both transports driven by arbitrary event sequences,
@@ -14,6 +15,7 @@ pub mod event_validation;
 pub mod frame;
 pub mod hub_sessions;
 pub mod peer;
+pub mod websocket_codec;
 pub mod websocket_frame;
 
 use chitty::audit::Auditor;

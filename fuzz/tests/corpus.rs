@@ -127,6 +127,11 @@ fn websocket_frame() {
 }
 
 #[test]
+fn websocket_codec() {
+    replay("websocket_codec", chitty_fuzz::websocket_codec::check);
+}
+
+#[test]
 fn event_validation() {
     replay("event_validation", chitty_fuzz::event_validation::check);
 }

@@ -177,13 +177,18 @@ impl Decoder {
         if self.partial.is_empty() {
             // The common case: decode straight from the read, keeping only an incomplete tail.
             let used = self.frames(data, on)?;
-            self.partial.extend_from_slice(&data[used..]);
+            if !self.done {
+                self.partial.extend_from_slice(&data[used..]);
+            }
         } else {
             let mut partial = std::mem::take(&mut self.partial);
             partial.extend_from_slice(data);
             let used = self.frames(&mut partial, on)?;
             partial.drain(..used);
-            if partial.is_empty() && partial.capacity() > KEEP_BUFFERED {
+            if self.done {
+                // Nothing after a close frame is read.
+                partial = Vec::new();
+            } else if partial.is_empty() && partial.capacity() > KEEP_BUFFERED {
                 partial = Vec::new();
             }
             self.partial = partial;
@@ -421,6 +426,18 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(d.buffered(), 0);
         assert_eq!(d.partial.capacity(), 0, "no allocation for whole frames");
+    }
+
+    #[test]
+    fn nothing_after_a_close_frame_is_kept() {
+        let mut wire = client(true, CLOSE, &1000u16.to_be_bytes());
+        wire.extend(client(true, TEXT, &[b'x'; 100]));
+        for piece in [wire.len(), 3] {
+            let mut d = Decoder::new(1024);
+            let (got, result) = decode_in_pieces(&mut d, &wire, piece);
+            assert_eq!((got, result), (vec![Got::Close(Some(1000))], Ok(())));
+            assert_eq!(d.buffered(), 0, "pieces of {piece}");
+        }
     }
 
     #[test]
