@@ -46,6 +46,10 @@ const LINGER: Duration = Duration::from_secs(2);
 /// so an idle connection holds no read buffer at all.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Reads per turn of the connection's task: a client that keeps its socket full gets 64 KiB
+/// handled, then the task yields so the other tasks on its thread get their turn.
+const READS_PER_TURN: usize = 8;
+
 /// While more than this is waiting to be written (pongs to a client that pings but never reads),
 /// the client's input is not read either, so its own socket pushes back.
 const PAUSE_READING: usize = 64 * 1024;
@@ -306,6 +310,7 @@ struct Connection<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// Runs the connection until it is closed: `Ready` means the task may end.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut reads = 0;
         loop {
             let flushed = match self.flush(cx) {
                 Poll::Ready(Ok(())) => true,
@@ -329,7 +334,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             let mut busy = false;
             if self.reading && self.out.len() - self.sent < PAUSE_READING {
-                busy |= self.read(cx).is_ready();
+                if reads == READS_PER_TURN {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                if self.read(cx).is_ready() {
+                    reads += 1;
+                    busy = true;
+                }
             }
             if matches!(self.phase, Phase::Open) {
                 busy |= self.keepalive(cx);
