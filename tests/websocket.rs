@@ -380,18 +380,18 @@ async fn http_on_the_chat_port() {
         "upgrades elsewhere are 404"
     );
     assert!(get("/").await.starts_with("HTTP/1.1 101"));
-    let page = reqwest_like_get(server.addr, "/").await;
+    let page = http_get(server.addr, "/", "").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("chittyd chat port"), "{page}");
     server.shutdown().await;
 }
 
-async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
+/// A one-off HTTP/1.1 GET with `headers` (each ending in CRLF) added; the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -512,18 +512,7 @@ async fn fragmented_messages_pings_and_the_close_handshake_follow_the_rfc() {
 #[tokio::test]
 async fn broken_handshakes_get_an_http_error_that_says_what_is_wrong() {
     let server = start_default().await;
-    let handshake = |headers: &'static str| {
-        let addr = server.addr;
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
+    let handshake = |headers: &'static str| http_get(server.addr, "/", headers);
     let old = handshake(
         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
