@@ -318,9 +318,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 Poll::Pending => false,
             };
             if flushed && matches!(self.phase, Phase::Closing) {
-                // The close frame is out: shut the write side, then wait for the client's end.
+                // The close frame is out: shut the write side (under the same write timeout, as
+                // TLS has its own close to send), then wait for the client's end.
                 if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
-                    return Poll::Pending;
+                    return self.stalled(cx).map(|_| ());
                 }
                 if !self.reading {
                     return Poll::Ready(());
@@ -358,6 +359,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// Writes what is queued. `Err` means the connection is dead: the write failed, or waited
     /// longer than the write timeout.
     fn flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        if self.out.is_empty() {
+            // Nothing written since the last flush completed.
+            return Poll::Ready(Ok(()));
+        }
         while self.sent < self.out.len() {
             match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Err(())),
