@@ -459,34 +459,17 @@ async fn fragmented_messages_pings_and_the_close_handshake_follow_the_rfc() {
         &text.as_bytes()[10..cut],
         &text.as_bytes()[cut..],
     ];
-    one.ws
-        .send(Message::Frame(Frame::message(
-            pieces[0].to_vec(),
-            OpCode::Data(Data::Text),
-            false,
-        )))
-        .await
-        .unwrap();
-    one.ws
-        .send(Message::Ping("are you there".into()))
-        .await
-        .unwrap();
-    one.ws
-        .send(Message::Frame(Frame::message(
-            pieces[1].to_vec(),
-            OpCode::Data(Data::Continue),
-            false,
-        )))
-        .await
-        .unwrap();
-    one.ws
-        .send(Message::Frame(Frame::message(
-            pieces[2].to_vec(),
-            OpCode::Data(Data::Continue),
-            true,
-        )))
-        .await
-        .unwrap();
+    let fragment = |piece: &[u8], opcode: Data, fin: bool| {
+        Message::Frame(Frame::message(piece.to_vec(), OpCode::Data(opcode), fin))
+    };
+    for msg in [
+        fragment(pieces[0], Data::Text, false),
+        Message::Ping("are you there".into()),
+        fragment(pieces[1], Data::Continue, false),
+        fragment(pieces[2], Data::Continue, true),
+    ] {
+        one.ws.send(msg).await.unwrap();
+    }
     let pong = tokio::time::timeout(PATIENCE, one.ws.next())
         .await
         .unwrap()
