@@ -196,6 +196,25 @@ impl Auditor {
             .as_ref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity())
     }
+
+    /// Adds the audit trail's figures to `out`.
+    pub fn observe(&self, out: &mut crate::metric::Snapshot) {
+        out.counter(
+            "audit_records_written_total",
+            "Audit records written.",
+            self.written(),
+        );
+        out.counter(
+            "audit_records_dropped_total",
+            "Audit records dropped because the writer was behind (--audit-queue).",
+            self.dropped(),
+        );
+        out.gauge(
+            "audit_queue_depth",
+            "Audit records waiting for the writer.",
+            self.queued() as u64,
+        );
+    }
 }
 
 /// The writer task's state: the queue's receiving end and the sinks.

@@ -24,7 +24,7 @@ pub mod config;
 pub mod ctl;
 pub mod docs;
 pub mod hub;
-pub mod metrics;
+pub mod metric;
 pub mod os;
 pub mod pb;
 pub mod server;

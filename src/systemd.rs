@@ -59,9 +59,7 @@ pub async fn supervise(hub: Arc<Hub>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if !hub.is_alive() {
-            continue;
-        }
+        // Taking the hub's lock (for the participant count) is the liveness proof.
         let status = status_line(&hub);
         if watchdog.is_some() {
             notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);

@@ -264,8 +264,17 @@ async fn clock_stats_and_announce() {
     };
     assert_eq!(value("chitty_joins_total"), 1.0);
     assert_eq!(value("chitty_messages_in_total"), 1.0);
-    assert_eq!(value("chitty_participants{transport=\"grpc\"}"), 1.0);
-    assert!(value("chitty_lamport_time") >= last.timestamp as f64);
+    assert_eq!(value("chitty_sessions_grpc"), 1.0);
+    assert!(value("chitty_lamport") >= last.timestamp as f64);
+    // One snapshot feeds both: every figure chittyctl shows is exposed under the same name.
+    let figures = stats.as_object().unwrap();
+    assert!(figures.len() > 20, "{stats}");
+    for name in figures.keys() {
+        assert!(
+            body.contains(&format!("\n# TYPE chitty_{name} ")),
+            "{name} is not on /metrics"
+        );
+    }
     assert!(value("chitty_fanout_seconds_count") >= 3.0);
     assert!(body.contains("# TYPE chitty_fanout_seconds histogram"));
     assert!(body.contains("chitty_fanout_seconds_bucket{le=\"+Inf\"}"));

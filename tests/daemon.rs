@@ -59,6 +59,72 @@ async fn every_record_is_written_before_exit_on_sigterm() {
     assert!(m.get("text").is_none());
 }
 
+/// A WebSocket client of the real binary: its next JSON frame, or the close frame's code.
+async fn ws_next(ws: &mut common::Ws) -> Result<serde_json::Value, u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(Some(f)))) => return Err(f.code.into()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_websocket_users_before_exit_within_the_grace() {
+    use futures_util::StreamExt;
+    let mut daemon =
+        Daemon::start(&["--shutdown-grace", "2s", "--admin-socket", "none"], &[]).await;
+    let connect = |query: &'static str| {
+        let url = format!("ws://{}/{query}", daemon.addr);
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut carol = connect("?username=carol").await;
+    let mut dm = connect("").await;
+    // Reads nothing and never answers the close: only the grace ends its connection.
+    let _silent = connect("?username=silent").await;
+    assert_eq!(ws_next(&mut carol).await.unwrap()["kind"], "join");
+    assert_eq!(ws_next(&mut dm).await.unwrap()["kind"], "welcome");
+
+    daemon.signal("TERM");
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "chittyd exited before its WebSocket users had their close"
+    );
+    for user in [&mut carol, &mut dm] {
+        let last = loop {
+            let frame = ws_next(user).await.expect("the notice before the close");
+            if frame["kind"] != "join" {
+                break frame;
+            }
+        };
+        assert_eq!(last["kind"], "shutdown", "{last}");
+        assert_eq!(ws_next(user).await, Err(1000));
+        assert!(
+            user.next().await.is_none(),
+            "the connection ends after the close"
+        );
+    }
+    let status = tokio::time::timeout(PATIENCE, daemon.child.wait())
+        .await
+        .expect("chittyd did not exit")
+        .unwrap();
+    assert!(status.success(), "chittyd exited with {status}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "chittyd should wait for the silent user up to the 2 s grace, then close it: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn sighup_reopens_the_audit_file_for_logrotate() {
     let dir = tempfile::tempdir().unwrap();

@@ -134,7 +134,7 @@ async fn connections_that_never_send_a_request_are_closed() {
     })
     .await;
     let mut chat = Bystanders::join(&server).await;
-    let stats = server.hub.stats();
+    let stats = &server.edge;
     let before = stats.handshake_timeouts.load(Ordering::Relaxed);
 
     // Silent from the start; half an HTTP/2 preface; the whole preface and then nothing (no
@@ -178,7 +178,7 @@ async fn a_storm_over_the_open_connections_limit_is_refused_at_accept() {
     })
     .await;
     let mut chat = Bystanders::join(&server).await;
-    let stats = server.hub.stats();
+    let stats = &server.edge;
     assert_eq!(stats.open_connections.load(Ordering::Relaxed), 2);
 
     // The storm holds every connection it gets: alice and bob have two of the six. A refused
@@ -231,7 +231,7 @@ async fn a_storm_over_the_new_connections_rate_is_refused_at_accept() {
     })
     .await;
     let mut chat = Bystanders::join(&server).await;
-    let stats = server.hub.stats();
+    let stats = &server.edge;
 
     // Connections that open and close at once still spend the address's budget.
     for _ in 0..STORM {
@@ -277,7 +277,7 @@ async fn the_address_table_forgets_idle_addresses() {
     })
     .await;
     let mut chat = Bystanders::join(&server).await;
-    let stats = server.hub.stats();
+    let stats = &server.edge;
     assert_eq!(stats.tracked_addresses.load(Ordering::Relaxed), 1);
 
     let mut held = Vec::new();

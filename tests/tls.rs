@@ -116,7 +116,7 @@ async fn grpc_participants_chat_over_tls() {
     until_said(&mut bob, "alice", "over TLS").await;
     bob.say("indeed").await.unwrap();
     until_said(&mut alice, "bob", "indeed").await;
-    assert_eq!(server.hub.stats().tls_failures.load(Ordering::Relaxed), 0);
+    assert_eq!(server.edge.tls_failures.load(Ordering::Relaxed), 0);
     drop((alice, bob));
     server.shutdown().await;
 }
@@ -181,7 +181,7 @@ async fn plain_text_clients_fail_cleanly_and_tls_clients_carry_on() {
         "the TLS port answered plain HTTP: {buf:?}"
     );
     // Both were counted (by their connections' tasks, which may still be finishing).
-    let failures = &server.hub.stats().tls_failures;
+    let failures = &server.edge.tls_failures;
     tokio::time::timeout(PATIENCE, async {
         while failures.load(Ordering::Relaxed) < 2 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -458,6 +458,7 @@ async fn start_at(addr: SocketAddr) -> TestServer {
     .await
     .expect("bind chittyd");
     let hub = std::sync::Arc::clone(server.hub());
+    let edge = std::sync::Arc::clone(server.edge_stats());
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
     TestServer {
@@ -465,6 +466,7 @@ async fn start_at(addr: SocketAddr) -> TestServer {
         admin: None,
         metrics: None,
         hub,
+        edge,
         stop,
         task,
     }

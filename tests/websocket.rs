@@ -4,14 +4,17 @@
 mod common;
 
 use chitty::pb::{chat_event, chat_message::Kind};
-use common::{PATIENCE, TestServer, start_default};
+use chitty::server::ServerConfig;
+use chitty::server::limits::ConnLimits;
+use common::{PATIENCE, TestServer, start, start_default};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use common::Ws;
 
 struct WsUser {
     ws: Ws,
@@ -424,24 +427,69 @@ async fn disconnecting_frees_the_id() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_websockets_after_the_notice() {
+async fn shutdown_waits_for_every_websocket_user_to_get_the_notice_and_a_close() {
     let server = start_default().await;
     let mut carol = WsUser::connect(&server, "?username=carol").await;
     let mut dm = WsUser::connect(&server, "").await;
+    assert_eq!(server.edge.open_connections.load(Relaxed), 2);
     server.stop.cancel();
-    let notice = carol.until(|v| v["kind"] == "notice").await;
+    // Neither user has read anything or answered the close yet, so the server is still waiting
+    // for them: their connections are its own, like any other.
+    let mut task = server.task;
     assert!(
-        notice["message"]
-            .as_str()
-            .unwrap()
-            .contains("shutting down")
+        tokio::time::timeout(Duration::from_millis(500), &mut task)
+            .await
+            .is_err(),
+        "chittyd stopped before its WebSocket users had their close"
     );
-    assert_eq!(carol.closed().await.0, 1000);
-    assert_eq!(dm.closed().await.0, 1000);
-    tokio::time::timeout(PATIENCE, server.task)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(server.edge.open_connections.load(Relaxed), 2);
+    for user in [&mut carol, &mut dm] {
+        let last = user.until(|v| v["kind"] != "join").await;
+        assert_eq!(last["kind"], "shutdown", "{last}");
+        assert!(last["message"].as_str().unwrap().contains("shutting down"));
+        assert_eq!(user.closed().await, (1000, "bye".to_owned()));
+        // Reading on sends the client's close in reply, which ends the server's side.
+        assert!(user.ws.next().await.is_none());
+    }
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+    assert_eq!(server.edge.open_connections.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn websocket_connections_count_against_the_per_address_limit() {
+    let server = start(ServerConfig {
+        limits: ConnLimits {
+            max_per_ip: 2,
+            new_per_ip: 0,
+            window: Duration::from_secs(1),
+        },
+        ..common::config()
+    })
+    .await;
+    let mut one = WsUser::connect(&server, "?username=one").await;
+    let two = WsUser::connect(&server, "").await;
+    assert_eq!(server.edge.open_connections.load(Relaxed), 2);
+    let third = tokio_tungstenite::connect_async(format!("ws://{}/", server.addr)).await;
+    assert!(
+        third.is_err(),
+        "a third connection from one address got through"
+    );
+    assert_eq!(server.edge.refused_open_per_ip.load(Relaxed), 1);
+
+    // A user that leaves frees its place once its connection has closed.
+    one.ws.close(None).await.unwrap();
+    while one.ws.next().await.is_some() {}
+    tokio::time::timeout(PATIENCE, async {
+        while server.edge.open_connections.load(Relaxed) != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the closed connection still counts");
+    let three = WsUser::connect(&server, "?username=three").await;
+    assert_eq!(server.edge.open_connections.load(Relaxed), 2);
+    drop((two, three));
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -2,10 +2,8 @@
 
 use chitty::config::DaemonArgs;
 use chitty::server::Server;
-use chitty::systemd;
 use clap::Parser;
 use std::process::ExitCode;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -46,27 +44,9 @@ fn init_logging(args: &DaemonArgs) {
 
 #[tokio::main]
 async fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    let server = Server::bind(args.server_config()).await?;
+    let mut server = Server::bind(args.server_config()).await?;
     let stop = CancellationToken::new();
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| anyhow::anyhow!("installing the SIGHUP handler: {e}"))?;
-    let reopen = server.audit_reopen();
-    let signals = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => if let Some(reopen) = &reopen { reopen.notify_one() },
-            }
-        }
-        signals.cancel();
-    });
-    tokio::spawn(systemd::supervise(server.hub().clone(), stop.clone()));
+    server.handle_signals(stop.clone())?;
     server.run(stop).await;
     Ok(())
 }

@@ -9,8 +9,8 @@
 //!   error, a kick): the same join would be refused again.
 //! - Everything else is retried after a back-off: a connection refused or reset, UNAVAILABLE, a
 //!   full server, and a server shutdown. chittyd ends every stream cleanly when it stops, after a
-//!   SERVER notice ([`SHUTDOWN_NOTICE`]); a stream that ends after that notice is a restart to
-//!   be survived ([`ClientError::ServerStopped`]). A stream the server ends cleanly without it
+//!   message of kind SHUTDOWN ([`is_shutdown_notice`]); a stream that ends after it is a restart
+//!   to be survived ([`ClientError::ServerStopped`]). A stream the server ends cleanly without it
 //!   was ended on purpose, and the client stops.
 //! - The person's own leave (end of input, Ctrl-C, `/quit`, Esc) never reconnects.
 //! - Messages typed while disconnected wait in a [`Queue`] of at most [`QUEUE_LIMIT`] entries
@@ -20,9 +20,7 @@
 
 use super::{ClientError, Participant, ServerAddr};
 use crate::clock::LamportClock;
-use crate::hub::rules::SERVER_NAME;
 use crate::pb::{self, chat_message::Kind};
-use crate::server::SHUTDOWN_NOTICE;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -163,12 +161,10 @@ pub fn classify(err: &ClientError) -> Verdict {
     }
 }
 
-/// Whether `msg` is the notice chittyd sends to everyone just before it stops.
+/// Whether `msg` is the notice chittyd sends every session just before it stops (its kind says
+/// so; the text is for people and may change).
 pub fn is_shutdown_notice(msg: &pb::ChatMessage) -> bool {
-    msg.kind == Kind::Notice as i32
-        && msg.sender_id == 0
-        && msg.username == SERVER_NAME
-        && msg.message == SHUTDOWN_NOTICE
+    msg.kind == Kind::Shutdown as i32
 }
 
 /// A decision to try again.

@@ -97,26 +97,26 @@ fn refusals_are_final_and_failures_are_retried() {
 }
 
 #[test]
-fn only_the_servers_own_shutdown_notice_counts() {
+fn the_shutdown_is_known_by_its_kind_not_its_text() {
     let notice = pb::ChatMessage {
-        kind: Kind::Notice as i32,
-        username: SERVER_NAME.into(),
-        message: SHUTDOWN_NOTICE.into(),
+        kind: Kind::Shutdown as i32,
+        username: "SERVER".into(),
+        message: "going down for maintenance".into(),
         ..Default::default()
     };
     assert!(is_shutdown_notice(&notice));
-    let from_a_user = pb::ChatMessage {
+    let same_text_from_a_user = pb::ChatMessage {
         kind: Kind::Message as i32,
         sender_id: 7,
         username: "mallory".into(),
         ..notice.clone()
     };
-    assert!(!is_shutdown_notice(&from_a_user));
-    let other_notice = pb::ChatMessage {
-        message: "maintenance at noon".into(),
+    assert!(!is_shutdown_notice(&same_text_from_a_user));
+    let an_announcement = pb::ChatMessage {
+        kind: Kind::Notice as i32,
         ..notice
     };
-    assert!(!is_shutdown_notice(&other_notice));
+    assert!(!is_shutdown_notice(&an_announcement));
 }
 
 fn link(policy: Policy) -> Reconnector {

@@ -189,44 +189,19 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
         }
         CtlCommand::Stats => {
             let s = admin.stats(pb::StatsRequest {}).await?.into_inner();
-            let pairs = [
-                ("participants", u64::from(s.participants)),
-                ("lamport", s.lamport),
-                ("uptime_seconds", s.uptime_seconds),
-                ("connections_total", s.connections_total),
-                ("joins_total", s.joins_total),
-                ("messages_in_total", s.messages_in_total),
-                ("direct_in_total", s.direct_in_total),
-                ("deliveries_total", s.deliveries_total),
-                (
-                    "slow_consumer_disconnects_total",
-                    s.slow_consumer_disconnects_total,
-                ),
-                ("rejected_inputs_total", s.rejected_inputs_total),
-                ("kicks_total", s.kicks_total),
-                ("events_total", s.events_total),
-                ("audit_records_written_total", s.audit_records_written_total),
-                ("audit_records_dropped_total", s.audit_records_dropped_total),
-                ("open_connections", s.open_connections),
-                ("tracked_addresses", s.tracked_addresses),
-                ("connections_accepted_total", s.connections_accepted_total),
-                ("refused_open_per_ip_total", s.refused_open_per_ip_total),
-                ("refused_new_per_ip_total", s.refused_new_per_ip_total),
-                ("accept_errors_total", s.accept_errors_total),
-                ("handshake_timeouts_total", s.handshake_timeouts_total),
-                (
-                    "tls_handshake_failures_total",
-                    s.tls_handshake_failures_total,
-                ),
-            ];
             if cli.json {
-                let map: serde_json::Map<_, _> = pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                let map: serde_json::Map<_, _> = s
+                    .metrics
+                    .into_iter()
+                    .map(|m| (m.name, json!(m.value)))
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Object(map))
             } else {
-                let text: Vec<_> = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                let text: Vec<_> = s
+                    .metrics
+                    .iter()
+                    .map(|m| (m.name.as_str(), m.value.to_string()))
+                    .collect();
                 write_pairs(out, &text)
             }
         }

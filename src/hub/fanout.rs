@@ -19,6 +19,7 @@ impl Hub {
         if let Some(moved) = state.sessions.get(pos) {
             state.index.insert(moved.id, pos);
         }
+        state.by_transport[s.transport.index()] -= 1;
         if s.in_room {
             state.names.remove(&s.name);
             state.room -= 1;

@@ -2,8 +2,10 @@
 //! announce something to everyone, shut down.
 
 use super::outbox::Ending;
+use super::wire::Delivery;
 use super::{Hub, LeaveReason, MAX_BAN, SessionError, Target, UserInfo, notice};
 use crate::audit::Record;
+use crate::pb::chat_message::Kind;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -71,8 +73,9 @@ impl Hub {
         lamport
     }
 
-    /// Begins shutdown: refuses new sessions, tells everyone, and ends every session cleanly
-    /// (queued frames still go out). Returns how many sessions were ended.
+    /// Begins shutdown: refuses new sessions, tells every session (a message of kind SHUTDOWN,
+    /// the protocol's way of saying "reconnect later"), and ends every session cleanly (queued
+    /// frames still go out). Returns how many sessions were ended.
     pub fn shutdown(&self, text: &str) -> usize {
         let mut state = self.lock();
         if state.closing {
@@ -87,7 +90,19 @@ impl Hub {
             r.reason = Some(text.to_owned());
             self.audit.record(r);
         }
-        self.broadcast(&mut state, &notice(lamport, text, room));
+        let last = Delivery {
+            kind: Kind::Shutdown,
+            ..notice(lamport, text, room)
+        };
+        self.broadcast(&mut state, &last);
+        // Direct-message-only sessions are not in the room; they get it privately, at the same
+        // place in the order, so every session learns why its stream ends.
+        for pos in 0..state.sessions.len() {
+            if !state.sessions[pos].in_room {
+                let frame = last.encode(state.sessions[pos].transport);
+                self.deliver_to(&mut state, pos, frame);
+            }
+        }
         self.scan(&mut state);
         let sessions = std::mem::take(&mut state.sessions);
         // Those whose backlog could not take the notice were not keeping up: they end as slow
@@ -97,6 +112,7 @@ impl Hub {
         state.names.clear();
         state.room = 0;
         state.room_grpc = 0;
+        state.by_transport = [0; 2];
         for s in &sessions {
             let lamport = self.clock.tick();
             let slow = overflowed.contains(&s.id);

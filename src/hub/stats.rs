@@ -1,7 +1,8 @@
 //! What the hub counts and what it tells the admin interface about each session.
 
-use super::Transport;
-use std::sync::atomic::AtomicU64;
+use super::{Hub, Transport};
+use crate::metric::Snapshot;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// Counters an operator wants; every field only grows, except the gauges marked as such.
@@ -32,24 +33,7 @@ pub struct Stats {
     /// Events sequenced (each took a Lamport time).
     pub events: AtomicU64,
     /// Time each broadcast took to encode and append to the room log every recipient reads.
-    pub fanout: crate::metrics::Histogram,
-    /// TCP connections the chat port accepted (before the per-address limits).
-    pub accepted: AtomicU64,
-    /// Connections closed at accept because their address had too many open.
-    pub refused_open_per_ip: AtomicU64,
-    /// Connections closed at accept because their address opened too many within the window.
-    pub refused_new_per_ip: AtomicU64,
-    /// Accepts that failed (mostly out of file descriptors); each makes the accept loop wait.
-    pub accept_errors: AtomicU64,
-    /// Connections closed because they did not finish the TLS handshake and send a first
-    /// request within the handshake timeout.
-    pub handshake_timeouts: AtomicU64,
-    /// TLS handshakes that failed (plain text on the TLS port, an unacceptable client hello).
-    pub tls_failures: AtomicU64,
-    /// Gauge: TCP connections open on the chat port.
-    pub open_connections: AtomicU64,
-    /// Gauge: addresses the per-address limits are tracking (idle ones are forgotten).
-    pub tracked_addresses: AtomicU64,
+    pub fanout: crate::metric::Histogram,
 }
 
 /// A connected participant, as the admin interface lists it.
@@ -75,4 +59,98 @@ pub struct UserInfo {
     pub backlog: usize,
     /// When it last sent something.
     pub last_active: SystemTime,
+}
+
+impl Hub {
+    /// Adds the hub's figures to `out`. The gauges are read under the hub lock, but only as a
+    /// few counts the hub keeps as it goes: a scrape never walks the sessions.
+    pub fn observe(&self, out: &mut Snapshot) {
+        let (room, grpc, websocket) = {
+            let state = self.lock();
+            (state.room, state.by_transport[0], state.by_transport[1])
+        };
+        let s = &self.stats;
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.gauge(
+            "participants",
+            "Participants in the broadcast room.",
+            u64::from(room),
+        );
+        out.gauge(
+            "sessions_grpc",
+            "Sessions connected over gRPC.",
+            u64::from(grpc),
+        );
+        out.gauge(
+            "sessions_websocket",
+            "Sessions connected over WebSocket, direct-message-only users included.",
+            u64::from(websocket),
+        );
+        out.gauge("lamport", "The Lamport clock.", self.clock.now());
+        out.gauge(
+            "uptime_seconds",
+            "Seconds since chittyd started.",
+            self.uptime().as_secs(),
+        );
+        out.counter(
+            "connections_total",
+            "Sessions opened (streams and WebSocket connections).",
+            v(&s.connections),
+        );
+        out.counter("joins_total", "Successful joins.", v(&s.joins));
+        out.counter(
+            "messages_in_total",
+            "Broadcast messages accepted.",
+            v(&s.messages_in),
+        );
+        out.counter(
+            "direct_in_total",
+            "Direct messages accepted.",
+            v(&s.direct_in),
+        );
+        out.counter(
+            "deliveries_total",
+            "Frames delivered to participants (one per recipient).",
+            v(&s.deliveries),
+        );
+        out.counter(
+            "slow_consumer_disconnects_total",
+            "Participants cut off because their backlog overflowed.",
+            v(&s.slow_consumers),
+        );
+        out.counter(
+            "rejected_inputs_total",
+            "Inputs refused (a private notice or a protocol violation).",
+            v(&s.rejected),
+        );
+        out.counter(
+            "rate_limited_total",
+            "Messages refused by the per-session rate limit.",
+            v(&s.rate_limited),
+        );
+        out.counter(
+            "flood_disconnects_total",
+            "Sessions disconnected for flooding.",
+            v(&s.flood_disconnects),
+        );
+        out.counter(
+            "join_timeouts_total",
+            "Streams closed because they did not join in time.",
+            v(&s.join_timeouts),
+        );
+        out.counter(
+            "kicks_total",
+            "Participants removed by an operator.",
+            v(&s.kicks),
+        );
+        out.counter(
+            "events_total",
+            "Events sequenced (each took a Lamport time).",
+            v(&s.events),
+        );
+        out.histograms.push(s.fanout.sample(
+            "fanout_seconds",
+            "Time to encode one broadcast and append it to the room log every recipient reads.",
+        ));
+    }
 }

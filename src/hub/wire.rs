@@ -47,6 +47,14 @@ impl Transport {
             Transport::WebSocket => "websocket",
         }
     }
+
+    /// Its position in per-transport tables.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Transport::Grpc => 0,
+            Transport::WebSocket => 1,
+        }
+    }
 }
 
 impl<'a> Delivery<'a> {
@@ -143,6 +151,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Error => "error",
         Kind::Direct => "direct",
         Kind::Welcome => "welcome",
+        Kind::Shutdown => "shutdown",
     }
 }
 

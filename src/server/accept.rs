@@ -1,25 +1,16 @@
-//! The chat port's accept loop and each connection's life up to HTTP: the per-address limits
-//! at accept, the back-off when accept fails, TLS, and the deadline for the first request.
+//! The chat port's accept loop: the per-address limits at accept, the back-off when accept
+//! fails, and the set that owns every connection's task from accept to close.
 
-use super::ConnInfo;
-use super::limits::{self, Backoff, Gate, Slot, Throttle};
-use crate::hub::Hub;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
-use std::net::SocketAddr;
+use super::connection::Edge;
+use super::limits::{self, Backoff, Gate, Throttle};
+use super::stats::EdgeStats;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// The most often the accept loop logs refused connections or failing accepts: under a flood,
 /// one line per period says how many were held back, instead of one line per connection.
@@ -36,18 +27,18 @@ const ACCEPT_BACKOFF_CAP: Duration = Duration::from_secs(1);
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `shutdown`: refuses what the per-address limits refuse, backs off
-/// while accept fails, and spawns every admitted connection's task into `connections`, watched
-/// by `graceful`.
+/// while accept fails, and spawns every admitted connection's task into the returned set, which
+/// owns them all: a connection, gRPC or WebSocket, is one task from accept to close, holding its
+/// per-address slot throughout. Finished tasks are reaped as the loop goes.
 pub(super) async fn accept_until(
     listener: &TcpListener,
     edge: &Arc<Edge>,
     gate: &Arc<Gate>,
-    graceful: &GracefulShutdown,
-    connections: &mut JoinSet<()>,
     shutdown: &CancellationToken,
     open_files: Option<u64>,
-) {
-    let hub = &edge.hub;
+) -> JoinSet<()> {
+    let stats = edge.stats();
+    let mut connections = JoinSet::new();
     let mut refused_log = Throttle::new(LOG_EVERY);
     let mut accept_log = Throttle::new(LOG_EVERY);
     let mut backoff = Backoff::new(ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_CAP);
@@ -58,7 +49,13 @@ pub(super) async fn accept_until(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = ended
+                    && e.is_panic()
+                {
+                    tracing::error!("a connection's task panicked: {e}");
+                }
+            }
             _ = housekeeping.tick() => {
                 gate.sweep();
                 let now = std::time::Instant::now();
@@ -83,14 +80,14 @@ pub(super) async fn accept_until(
                     // The client gave up while in the backlog: nothing to wait for.
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                     Err(e) => {
-                        hub.stats().accept_errors.fetch_add(1, Ordering::Relaxed);
+                        EdgeStats::count(&stats.accept_errors);
                         let wait = backoff.fail();
                         resume_at = Some(Instant::now() + wait);
                         if let Some(held) = accept_log.hit(std::time::Instant::now()) {
                             tracing::warn!(
                                 "accept failed: {}; backing off {wait:?} (growing to {:?} \
                                  while it fails){}",
-                                accept_failure(&e, open_files, hub),
+                                accept_failure(&e, open_files, stats),
                                 ACCEPT_BACKOFF_CAP,
                                 held_back(held),
                             );
@@ -102,15 +99,14 @@ pub(super) async fn accept_until(
                 if failed > 0 {
                     tracing::info!("accepting connections again after {failed} failed accepts");
                 }
-                hub.stats().accepted.fetch_add(1, Ordering::Relaxed);
+                EdgeStats::count(&stats.accepted);
                 let slot = match gate.admit(peer.ip()) {
                     Ok(slot) => slot,
                     Err(refusal) => {
-                        let counter = match refusal {
-                            limits::Refusal::TooManyOpen => &hub.stats().refused_open_per_ip,
-                            limits::Refusal::TooManyNew => &hub.stats().refused_new_per_ip,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        EdgeStats::count(match refusal {
+                            limits::Refusal::TooManyOpen => &stats.refused_open_per_ip,
+                            limits::Refusal::TooManyNew => &stats.refused_new_per_ip,
+                        });
                         // A reset rather than an orderly close: no HTTP, and no TIME_WAIT
                         // left on our side for every refused connection of a flood.
                         let _ = stream.set_zero_linger();
@@ -127,170 +123,22 @@ pub(super) async fn accept_until(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(Arc::clone(edge).serve(
-                    stream,
-                    peer,
-                    graceful.watcher(),
-                    shutdown.clone(),
-                    slot,
-                ));
+                connections.spawn(Arc::clone(edge).serve(stream, peer, shutdown.clone(), slot));
             }
         }
     }
-}
-
-/// What every connection's task shares: how to speak HTTP, TLS and the routes.
-pub(super) struct Edge {
-    router: axum::Router,
-    http: auto::Builder<TokioExecutor>,
-    tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
-    hub: Arc<Hub>,
-}
-
-impl Edge {
-    /// How every connection speaks: HTTP/1.1 (WebSocket) and HTTP/2 (gRPC) on one port, TLS if
-    /// configured, and the deadlines.
-    pub(super) fn new(
-        router: axum::Router,
-        config: &super::ServerConfig,
-        tls: Option<TlsAcceptor>,
-        hub: Arc<Hub>,
-    ) -> Arc<Edge> {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.handshake_timeout);
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(16)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
-        Arc::new(Edge {
-            router,
-            http,
-            tls,
-            handshake_timeout: config.handshake_timeout,
-            hub,
-        })
-    }
-
-    /// Whether connections speak TLS.
-    pub(super) fn tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
-    /// Serves one accepted connection: TLS first if configured, then HTTP/1.1 or HTTP/2. The
-    /// handshake and the first request must arrive within the handshake timeout. `slot` keeps
-    /// the connection counted against its address until the task ends.
-    async fn serve(
-        self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        watcher: Watcher,
-        stop: CancellationToken,
-        slot: Slot,
-    ) {
-        let _slot = slot;
-        let deadline = Instant::now() + self.handshake_timeout;
-        let Some(acceptor) = &self.tls else {
-            return self.serve_http(stream, peer, watcher, deadline).await;
-        };
-        // Boxed: inline, the TLS path's state (rustls's connection among it) would size every
-        // connection's task for it: about 6 KiB per connection instead of 2.3 KiB for plain TCP.
-        Box::pin(self.serve_tls(acceptor, stream, peer, watcher, stop, deadline)).await;
-    }
-
-    /// The TLS handshake, then HTTP over it.
-    async fn serve_tls(
-        &self,
-        acceptor: &TlsAcceptor,
-        stream: TcpStream,
-        peer: SocketAddr,
-        watcher: Watcher,
-        stop: CancellationToken,
-        deadline: Instant,
-    ) {
-        // The watcher is not watching yet: the handshake itself must end on shutdown, or
-        // graceful shutdown would wait for it.
-        let handshake = tokio::select! {
-            () = stop.cancelled() => return,
-            r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
-        };
-        match handshake {
-            Ok(Ok(tls)) => self.serve_http(tls, peer, watcher, deadline).await,
-            Ok(Err(e)) => {
-                self.hub
-                    .stats()
-                    .tls_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("TLS handshake with {peer} failed: {e}");
-            }
-            Err(_) => {
-                self.hub
-                    .stats()
-                    .handshake_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("closing connection from {peer}: no TLS handshake in time");
-            }
-        }
-    }
-
-    async fn serve_http<I>(&self, io: I, peer: SocketAddr, watcher: Watcher, deadline: Instant)
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let first_request = Arc::new(Notify::new());
-        let seen = Arc::clone(&first_request);
-        let info = ConnInfo { peer };
-        let service = self.router.clone().map_request(
-            move |mut req: http::Request<hyper::body::Incoming>| {
-                seen.notify_one();
-                req.extensions_mut().insert(info);
-                req
-            },
-        );
-        let conn =
-            watcher.watch(self.http.serve_connection_with_upgrades(
-                TokioIo::new(io),
-                TowerToHyperService::new(service),
-            ));
-        // Never completes once a request has arrived; completes at the deadline otherwise.
-        let silent = async {
-            if tokio::time::timeout_at(deadline, first_request.notified())
-                .await
-                .is_ok()
-            {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            ended = conn => if let Err(e) = ended {
-                tracing::debug!("connection from {peer} ended: {e}");
-            },
-            () = silent => {
-                self.hub
-                    .stats()
-                    .handshake_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    "closing connection from {peer}: no request within {:?}",
-                    self.handshake_timeout
-                );
-            }
-        }
-    }
+    connections
 }
 
 /// What a failed accept means, for the log.
-fn accept_failure(e: &std::io::Error, open_files: Option<u64>, hub: &Hub) -> String {
+fn accept_failure(e: &std::io::Error, open_files: Option<u64>, stats: &EdgeStats) -> String {
     let out_of_descriptors = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
         .iter()
         .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()));
     if !out_of_descriptors {
         return e.to_string();
     }
-    let open = hub.stats().open_connections.load(Ordering::Relaxed);
+    let open = stats.open_connections.load(Ordering::Relaxed);
     let limit = open_files.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
     format!(
         "{e}: out of file descriptors with {open} connections open (open-files limit {limit}); \

@@ -4,7 +4,9 @@
 //! the admin group under the packaged unit) can connect, and every call is audited with the
 //! caller's uid and pid from SO_PEERCRED. There is no TCP listener for it.
 
+use super::stats::{EdgeStats, snapshot};
 use crate::hub::{Hub, Target, UserInfo, rules};
+use crate::metric::Kind;
 use crate::pb::admin::{self as pb, admin_server::Admin};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -69,12 +71,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
 /// The admin service.
 pub struct AdminService {
     hub: Arc<Hub>,
+    edge: Arc<EdgeStats>,
 }
 
 impl AdminService {
-    /// Serves `hub`.
-    pub fn new(hub: Arc<Hub>) -> Self {
-        AdminService { hub }
+    /// Serves `hub`, and the figures of the chat port's `edge`.
+    pub fn new(hub: Arc<Hub>, edge: Arc<EdgeStats>) -> Self {
+        AdminService { hub, edge }
     }
 }
 
@@ -181,32 +184,20 @@ impl Admin for AdminService {
         &self,
         _: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = self.hub.stats();
-        Ok(Response::new(pb::StatsResponse {
-            connections_total: s.connections.load(Relaxed),
-            joins_total: s.joins.load(Relaxed),
-            messages_in_total: s.messages_in.load(Relaxed),
-            direct_in_total: s.direct_in.load(Relaxed),
-            deliveries_total: s.deliveries.load(Relaxed),
-            slow_consumer_disconnects_total: s.slow_consumers.load(Relaxed),
-            rejected_inputs_total: s.rejected.load(Relaxed),
-            kicks_total: s.kicks.load(Relaxed),
-            events_total: s.events.load(Relaxed),
-            audit_records_written_total: self.hub.audit().written(),
-            audit_records_dropped_total: self.hub.audit().dropped(),
-            participants: self.hub.participants(),
-            lamport: self.hub.clock().now(),
-            uptime_seconds: self.hub.uptime().as_secs(),
-            connections_accepted_total: s.accepted.load(Relaxed),
-            refused_open_per_ip_total: s.refused_open_per_ip.load(Relaxed),
-            refused_new_per_ip_total: s.refused_new_per_ip.load(Relaxed),
-            accept_errors_total: s.accept_errors.load(Relaxed),
-            handshake_timeouts_total: s.handshake_timeouts.load(Relaxed),
-            tls_handshake_failures_total: s.tls_failures.load(Relaxed),
-            open_connections: s.open_connections.load(Relaxed),
-            tracked_addresses: s.tracked_addresses.load(Relaxed),
-        }))
+        let metrics = snapshot(&self.hub, &self.edge)
+            .metrics
+            .into_iter()
+            .map(|m| pb::Metric {
+                name: m.name.to_owned(),
+                help: m.help.to_owned(),
+                kind: match m.kind {
+                    Kind::Counter => pb::metric::Kind::Counter,
+                    Kind::Gauge => pb::metric::Kind::Gauge,
+                } as i32,
+                value: m.value,
+            })
+            .collect();
+        Ok(Response::new(pb::StatsResponse { metrics }))
     }
 
     async fn announce(

@@ -11,7 +11,7 @@
 //! with open connections (bounded by the open-files limit) plus those that connected within the
 //! last window (bounded by the accept rate), whatever a flood of fresh source addresses does.
 
-use crate::hub::Hub;
+use super::stats::EdgeStats;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -203,16 +203,16 @@ pub struct Gate {
     table: Mutex<AddrTable>,
     /// Where the gauges of open connections and tracked addresses are kept for metrics and the
     /// admin interface.
-    hub: Arc<Hub>,
+    stats: Arc<EdgeStats>,
     limits: ConnLimits,
 }
 
 impl Gate {
-    /// A gate enforcing `limits`, reporting to `hub`'s stats.
-    pub fn new(limits: ConnLimits, hub: Arc<Hub>) -> Arc<Gate> {
+    /// A gate enforcing `limits`, keeping its gauges in `stats`.
+    pub fn new(limits: ConnLimits, stats: Arc<EdgeStats>) -> Arc<Gate> {
         Arc::new(Gate {
             table: Mutex::new(AddrTable::new(limits)),
-            hub,
+            stats,
             limits,
         })
     }
@@ -234,7 +234,7 @@ impl Gate {
         let ip = ip.to_canonical();
         let mut table = self.table();
         table.admit(ip, Instant::now())?;
-        let stats = self.hub.stats();
+        let stats = &self.stats;
         stats
             .tracked_addresses
             .store(table.len() as u64, Ordering::Relaxed);
@@ -250,15 +250,9 @@ impl Gate {
     pub fn sweep(&self) {
         let mut table = self.table();
         table.sweep(Instant::now());
-        self.hub
-            .stats()
+        self.stats
             .tracked_addresses
             .store(table.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Addresses tracked now.
-    pub fn tracked(&self) -> usize {
-        self.table().len()
     }
 }
 
@@ -273,7 +267,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut table = self.gate.table();
         table.release(self.ip, Instant::now());
-        let stats = self.gate.hub.stats();
+        let stats = &self.gate.stats;
         stats
             .tracked_addresses
             .store(table.len() as u64, Ordering::Relaxed);
@@ -327,11 +321,6 @@ impl Throttle {
         } else {
             None
         }
-    }
-
-    /// The period.
-    pub fn period(&self) -> Duration {
-        self.period
     }
 }
 

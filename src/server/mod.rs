@@ -1,30 +1,39 @@
-//! chittyd's listeners: one TCP port that speaks gRPC (HTTP/2) and WebSocket (HTTP/1.1
-//! upgrade), the admin socket, the metrics port, and the shutdown sequence.
+//! chittyd's listeners and the lifetime of everything it runs: one TCP port that speaks gRPC
+//! (HTTP/2) and WebSocket (HTTP/1.1 upgrade), the admin socket, the metrics port, and the one
+//! shutdown sequence (`Server::run`).
 //!
 //! The accept loop is ours rather than tonic's so that one port can carry both protocols, every
-//! connection is tracked for a bounded graceful shutdown, and the edge is guarded before any
-//! HTTP is read: per-address limits close surplus connections at once ([`limits`]), TLS (when
-//! configured, [`tls`]) and the first request must both arrive within the handshake timeout, and
-//! a failing `accept` (out of file descriptors) backs off with a growing wait instead of
-//! spinning. Refusals and failures are counted in the hub's stats and logged at most once per
-//! [`accept::LOG_EVERY`] with a count of what was held back.
+//! connection is one tracked task from accept to close (WebSocket sessions included, see
+//! [`connection`]), and the edge is guarded before any HTTP is read: per-address limits close
+//! surplus connections at once ([`limits`]), TLS (when configured, [`tls`]) and the first
+//! request must both arrive within the handshake timeout, and a failing `accept` (out of file
+//! descriptors) backs off with a growing wait instead of spinning. The edge counts what it
+//! refuses in its own [`stats::EdgeStats`], logged at most once per [`accept::LOG_EVERY`].
 
 mod accept;
 pub mod admin;
 pub mod chat;
+mod connection;
 pub mod limits;
+pub mod metrics;
+pub mod stats;
+mod tasks;
 pub mod tls;
 pub mod websocket;
+
+pub use connection::ConnInfo;
 
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
 use crate::systemd;
-use hyper_util::server::graceful::GracefulShutdown;
+use connection::Edge;
 use limits::{ConnLimits, Gate};
+use stats::EdgeStats;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tasks::Tasks;
 use thiserror::Error;
 use tls::{TlsError, TlsFiles};
 use tokio::net::{TcpListener, UnixListener};
@@ -32,16 +41,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// What the server tells participants when it stops.
 pub const SHUTDOWN_NOTICE: &str = "Chitty-Chat server is shutting down";
-
-/// Facts about a connection, attached to each of its requests.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-}
 
 /// Everything `Server::bind` needs.
 #[derive(Debug, Clone)]
@@ -118,6 +121,14 @@ pub enum ServerError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A signal handler could not be installed.
+    #[error("installing the {signal} handler: {source}")]
+    Signal {
+        /// Which signal.
+        signal: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// A bound, not yet serving chittyd.
@@ -127,10 +138,13 @@ pub struct Server {
     admin: Option<(UnixListener, PathBuf)>,
     metrics: Option<TcpListener>,
     hub: Arc<Hub>,
+    edge: Arc<EdgeStats>,
     audit_writer: Option<audit::AuditWriter>,
     tls: Option<TlsAcceptor>,
     /// The open-files limit after raising it, for the log line when accept runs out.
     open_files: Option<u64>,
+    /// Side tasks started before `run` (the signal handler).
+    tasks: Tasks,
 }
 
 impl Server {
@@ -184,9 +198,11 @@ impl Server {
             admin,
             metrics,
             hub,
+            edge: Arc::default(),
             audit_writer,
             tls,
             open_files,
+            tasks: Tasks::default(),
         })
     }
 
@@ -210,13 +226,41 @@ impl Server {
         &self.hub
     }
 
-    /// A handle that makes the audit writer reopen its file (SIGHUP).
-    pub fn audit_reopen(&self) -> Option<Arc<tokio::sync::Notify>> {
-        self.audit_writer.as_ref().map(|w| w.reopen_handle())
+    /// The edge's counters (accepts, refusals, handshakes, open connections).
+    pub fn edge_stats(&self) -> &Arc<EdgeStats> {
+        &self.edge
     }
 
-    /// Serves until `shutdown` is cancelled, then shuts down gracefully: stops accepting, tells
-    /// every participant, lets their streams end within the grace period, and writes every
+    /// Makes SIGTERM and SIGINT cancel `stop` (a graceful shutdown) and SIGHUP reopen the audit
+    /// file, from a task the server owns.
+    pub fn handle_signals(&mut self, stop: CancellationToken) -> Result<(), ServerError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| ServerError::Signal {
+                signal: name,
+                source,
+            })
+        };
+        let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+        let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+        let mut hup = install(SignalKind::hangup(), "SIGHUP")?;
+        let reopen = self.audit_writer.as_ref().map(|w| w.reopen_handle());
+        self.tasks.spawn("signals", async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                    _ = hup.recv() => if let Some(reopen) = &reopen { reopen.notify_one() },
+                }
+            }
+            stop.cancel();
+        });
+        Ok(())
+    }
+
+    /// Serves until `shutdown` is cancelled, then shuts down gracefully (see [`Stopping`]):
+    /// tells every participant, lets connections end within the grace period, and writes every
     /// audit record before returning.
     pub async fn run(self, shutdown: CancellationToken) {
         let Server {
@@ -225,99 +269,128 @@ impl Server {
             admin,
             metrics,
             hub,
+            edge,
             audit_writer,
             tls,
             open_files,
+            mut tasks,
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
-        let mut side_tasks = JoinSet::new();
         if let Some((listener, path)) = admin {
-            side_tasks.spawn(serve_admin(
-                listener,
-                path,
-                Arc::clone(&hub),
-                shutdown.clone(),
-            ));
+            let service = admin::AdminService::new(Arc::clone(&hub), Arc::clone(&edge));
+            tasks.spawn(
+                "admin",
+                serve_admin(listener, path, service, shutdown.clone()),
+            );
         }
         if let Some(listener) = metrics {
-            side_tasks.spawn(crate::metrics::serve(
+            let serve = metrics::serve(
                 listener,
                 Arc::clone(&hub),
+                Arc::clone(&edge),
                 shutdown.clone(),
-            ));
+            );
+            tasks.spawn("metrics", serve);
         }
+        tasks.spawn(
+            "systemd",
+            systemd::supervise(Arc::clone(&hub), shutdown.clone()),
+        );
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(chat::CHAT_SERVICE, ServingStatus::Serving)
-            .await;
-        let routes =
-            tonic::service::Routes::new(chat::ChatService::new(Arc::clone(&hub), config.max_frame))
-                .add_service(health_service);
-        let gateway = websocket::Gateway::new(Arc::clone(&hub), config.max_frame);
-        let router = add_reflection(routes)
-            .prepare()
-            .into_axum_router()
-            .route(
-                "/",
-                axum::routing::get(
-                    move |query: axum::extract::Query<websocket::Params>,
-                          req: axum::extract::Request| {
-                        gateway.clone().handle(query, req)
-                    },
-                ),
-            )
-            .fallback(not_found);
-
-        let edge = accept::Edge::new(router, &config, tls, Arc::clone(&hub));
-        let graceful = GracefulShutdown::new();
-        let mut connections = JoinSet::new();
-        let gate = Gate::new(config.limits, Arc::clone(&hub));
+        let (health, router) = routes(&hub, config.max_frame).await;
+        let edge_conn = Edge::new(router, &config, tls, Arc::clone(&edge), Arc::clone(&hub));
+        let gate = Gate::new(config.limits, Arc::clone(&edge));
         let listening = listener
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-        let scheme = if edge.tls() { " (TLS)" } else { "" };
+        let scheme = if edge_conn.tls() { " (TLS)" } else { "" };
         tracing::info!("chittyd listening on {listening}{scheme}");
         systemd::notify_ready(&hub, &listening);
-        accept::accept_until(
-            &listener,
-            &edge,
-            &gate,
-            &graceful,
-            &mut connections,
-            &shutdown,
-            open_files,
-        )
-        .await;
-
-        systemd::notify_stopping();
-        health
-            .set_service_status(chat::CHAT_SERVICE, ServingStatus::NotServing)
-            .await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        let connections =
+            accept::accept_until(&listener, &edge_conn, &gate, &shutdown, open_files).await;
         drop(listener);
-        let ended = hub.shutdown(SHUTDOWN_NOTICE);
+        Stopping {
+            hub,
+            health,
+            connections,
+            tasks,
+            audit: audit_task.map(|task| (audit_stop, task)),
+            grace: config.shutdown_grace,
+        }
+        .run()
+        .await;
+    }
+}
+
+/// The chat port's routes: the Chat service, health and reflection (gRPC), and `GET /` for
+/// WebSocket and people.
+async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Router) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(chat::CHAT_SERVICE, ServingStatus::Serving)
+        .await;
+    let routes = tonic::service::Routes::new(chat::ChatService::new(Arc::clone(hub), max_frame))
+        .add_service(health_service);
+    let router = add_reflection(routes)
+        .prepare()
+        .into_axum_router()
+        .route("/", axum::routing::get(websocket::handle))
+        .fallback(not_found);
+    (health, router)
+}
+
+/// Everything that is still running when the accept loop returns, and the order in which it is
+/// stopped. This is the one place the shutdown sequence is written down:
+///
+/// 1. STOPPING=1 to systemd, health NOT_SERVING (the listener is already closed);
+/// 2. the hub shuts down: no new sessions, the notice to everyone, every outbox ended cleanly so
+///    what is queued still goes out;
+/// 3. the connection set is closed (the accept loop has returned, so nothing is added to it)
+///    and every connection asked to finish (each watches the token: HTTP/2 GOAWAY, HTTP/1
+///    close, WebSocket close 1000 once its outbox has drained);
+/// 4. connections get `--shutdown-grace` to end, then the rest are aborted;
+/// 5. the side tasks (signals, systemd, admin, metrics) end on the token within the same grace,
+///    or are named and aborted;
+/// 6. the audit trail is drained and flushed, last, so every record above is in it.
+struct Stopping {
+    hub: Arc<Hub>,
+    health: HealthReporter,
+    connections: JoinSet<()>,
+    tasks: Tasks,
+    audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    grace: Duration,
+}
+
+impl Stopping {
+    async fn run(mut self) {
+        systemd::notify_stopping();
+        for service in [chat::CHAT_SERVICE, ""] {
+            self.health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let ended = self.hub.shutdown(SHUTDOWN_NOTICE);
         tracing::info!("shutting down: ended {ended} sessions");
-        if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let drained = tokio::time::timeout_at(deadline, async {
+            while self.connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
             tracing::warn!(
                 "{} connections still open after {:?}; closing them",
-                connections.len(),
-                config.shutdown_grace
+                self.connections.len(),
+                self.grace
             );
+            self.connections.shutdown().await;
         }
-        connections.shutdown().await;
-        while side_tasks.join_next().await.is_some() {}
-        audit_stop.cancel();
-        if let Some(task) = audit_task {
+        self.tasks.finish(deadline).await;
+        if let Some((stop, task)) = self.audit {
+            stop.cancel();
             let _ = task.await;
         }
-        tracing::info!("chittyd stopped at Lamport time {}", hub.clock().now());
+        tracing::info!("chittyd stopped at Lamport time {}", self.hub.clock().now());
     }
 }
 
@@ -325,11 +398,11 @@ impl Server {
 async fn serve_admin(
     listener: UnixListener,
     path: PathBuf,
-    hub: Arc<Hub>,
+    service: admin::AdminService,
     stop: CancellationToken,
 ) {
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let service = crate::pb::admin::admin_server::AdminServer::new(admin::AdminService::new(hub));
+    let service = crate::pb::admin::admin_server::AdminServer::new(service);
     tracing::info!("admin interface on {}", path.display());
     if let Err(e) = tonic::transport::Server::builder()
         .add_service(service)

@@ -6,6 +6,7 @@ pub mod daemon;
 
 use chitty::hub::Hub;
 use chitty::pb::{self, chat_client::ChatClient, chat_event, chat_message::Kind};
+use chitty::server::stats::EdgeStats;
 use chitty::server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+/// A WebSocket client connection (tokio-tungstenite).
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -23,6 +28,7 @@ pub struct TestServer {
     pub admin: Option<std::path::PathBuf>,
     pub metrics: Option<SocketAddr>,
     pub hub: Arc<Hub>,
+    pub edge: Arc<EdgeStats>,
     pub stop: CancellationToken,
     pub task: JoinHandle<()>,
 }
@@ -35,6 +41,7 @@ pub async fn start(mut config: ServerConfig) -> TestServer {
     let admin = server.admin_socket().map(|p| p.to_owned());
     let metrics = server.metrics_addr();
     let hub = Arc::clone(server.hub());
+    let edge = Arc::clone(server.edge_stats());
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
     TestServer {
@@ -42,6 +49,7 @@ pub async fn start(mut config: ServerConfig) -> TestServer {
         admin,
         metrics,
         hub,
+        edge,
         stop,
         task,
     }

@@ -250,6 +250,7 @@ impl<'a> JsonFrame<'a> {
             "join" => Kind::Join,
             "leave" => Kind::Leave,
             "notice" => Kind::Notice,
+            "shutdown" => Kind::Shutdown,
             "error" => Kind::Error,
             "direct" => Kind::Direct,
             "welcome" => Kind::Welcome,

@@ -1,28 +1,11 @@
-//! The WebSocket gateway: JSON text frames on the chat port, translated onto the hub.
-//!
-//! `ws://HOST:PORT/` gives a direct-message-only user (an id from the one sequence, announced in
-//! a welcome frame); `/?username=NAME` joins the broadcast room as well. Clients send
-//! `{"recipient_id": 2, "message": "…"}` (without `recipient_id`, room members broadcast) and
-//! receive `{"sender_id": 1, "message": "…", …}` plus added fields (`kind`, `timestamp`,
-//! `username`, …). Bad input gets a JSON error frame and the connection stays open; abuse
-//! (oversized or non-UTF-8 frames, frames the RFC forbids) closes it with the fitting close code.
-//!
-//! chittyd does the handshake and the framing itself ([`codec`]) and drives each connection
-//! from one task: what the client sends goes to the hub, and the outbox's frames, already
-//! encoded by the hub, are copied behind their WebSocket headers into one buffer and written
-//! with one system call per run.
+//! One WebSocket connection, driven by one poll loop: the client's frames go to the hub, and
+//! the outbox's frames, already encoded by the hub, go out behind their WebSocket headers, a
+//! whole run per write (one system call).
 
-use crate::hub::outbox::{Ending, OutboxReader, Taken};
+use super::codec::{self, Decoder, Message, ReadError};
+use super::protocol::{close_of, handle_text};
+use crate::hub::outbox::{OutboxReader, Taken};
 use crate::hub::{Event, Hub, SessionError, SessionHandle, Transport};
-use crate::server::ConnInfo;
-use axum::body::Body;
-use axum::extract::{Query, Request};
-use axum::response::{IntoResponse, Response};
-use codec::{Decoder, Message, ReadError};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::future::Future;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -31,8 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Interval, Sleep};
-
-pub mod codec;
 
 /// A write that takes longer than this means the peer stopped reading; the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,189 +39,14 @@ const PAUSE_READING: usize = 64 * 1024;
 /// than kept by an idle connection.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 
-/// What a non-WebSocket GET on `/` gets.
-const ABOUT: &str = "This is a chittyd chat port.\n\
-    \n\
-    It speaks gRPC (service chitty_chat.Chat, method Broadcast) and WebSocket.\n\
-    WebSocket: connect to ws://HOST:PORT/ for direct messages, or ws://HOST:PORT/?username=NAME\n\
-    to join the broadcast room as well. Send {\"recipient_id\": 2, \"message\": \"hello\"}; you\n\
-    receive {\"sender_id\": 1, \"message\": \"hello\", ...}. Your own id arrives in a welcome frame.\n";
-
-/// Query parameters of the upgrade request.
-#[derive(Debug, Deserialize)]
-pub struct Params {
-    /// Join the broadcast room under this name.
-    username: Option<String>,
-}
-
-/// The gateway's shared state.
-#[derive(Clone)]
-pub struct Gateway {
-    hub: Arc<Hub>,
-    max_frame: usize,
-}
-
-impl Gateway {
-    /// A gateway onto `hub`; messages larger than `max_frame` bytes close the connection.
-    pub fn new(hub: Arc<Hub>, max_frame: usize) -> Self {
-        Gateway { hub, max_frame }
-    }
-
-    /// Handles `GET /`: a WebSocket handshake (RFC 6455, 4.2) becomes a session, a plain GET
-    /// gets a short explanation, and a broken handshake gets an HTTP error saying what is wrong.
-    pub async fn handle(self, query: Query<Params>, mut req: Request) -> Response {
-        let accept = match handshake(req.headers()) {
-            Ok(Some(accept)) => accept,
-            Ok(None) => return ABOUT.into_response(),
-            Err(e) => return e.into_response(),
-        };
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_none()
-        {
-            return HandshakeError::NotHttp11.into_response();
-        }
-        let peer = req
-            .extensions()
-            .get::<ConnInfo>()
-            .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
-        let upgrade = hyper::upgrade::on(&mut req);
-        let username = query.0.username;
-        tokio::spawn(async move {
-            match upgrade.await {
-                Ok(io) => serve(TokioIo::new(io), self.hub, peer, username, self.max_frame).await,
-                Err(e) => tracing::debug!("WebSocket upgrade from {peer} failed: {e}"),
-            }
-        });
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-        response
-    }
-}
-
-/// Why a WebSocket handshake is refused.
-#[derive(Debug, thiserror::Error)]
-enum HandshakeError {
-    #[error("a WebSocket handshake needs \"Connection: Upgrade\"")]
-    NoConnectionUpgrade,
-    #[error("chittyd speaks WebSocket version 13 (Sec-WebSocket-Version: 13)")]
-    Version,
-    #[error("a WebSocket handshake needs a Sec-WebSocket-Key")]
-    NoKey,
-    #[error("WebSocket connections need HTTP/1.1")]
-    NotHttp11,
-}
-
-impl IntoResponse for HandshakeError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let mut response = (status, format!("{self}\n")).into_response();
-        if let HandshakeError::Version = self {
-            response.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-        }
-        response
-    }
-}
-
-/// Checks a WebSocket handshake: `Ok(None)` if the request is not one at all, the accept key
-/// for the response if it is a good one.
-fn handshake(headers: &HeaderMap) -> Result<Option<HeaderValue>, HandshakeError> {
-    if !has_token(headers, header::UPGRADE, "websocket") {
-        return Ok(None);
-    }
-    if !has_token(headers, header::CONNECTION, "upgrade") {
-        return Err(HandshakeError::NoConnectionUpgrade);
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        return Err(HandshakeError::Version);
-    }
-    let Some(key) = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|k| !k.is_empty())
-    else {
-        return Err(HandshakeError::NoKey);
-    };
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    // Base64 is always a valid header value.
-    Ok(HeaderValue::from_str(&accept).ok())
-}
-
-/// Whether a comma-separated header has `token` (case-insensitively) in any of its values.
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// A client frame. Unknown fields are ignored so clients may add their own.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Incoming<'a> {
-    /// The recipient's user id; 0 or absent broadcasts (room members only).
-    #[serde(default)]
-    pub recipient_id: u64,
-    /// The text (borrowed from the frame unless it had escapes to undo).
-    #[serde(borrow)]
-    pub message: Cow<'a, str>,
-    /// The sender's Lamport time, for clients that keep one.
-    #[serde(default)]
-    pub timestamp: u64,
-}
-
-/// Why a text frame is not a valid client frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameError {
-    /// What was wrong, for the error frame.
-    pub reason: String,
-    /// The recipient the frame named, if it had a usable one.
-    pub recipient: u64,
-}
-
-/// Parses one client text frame.
-pub fn parse(text: &str) -> Result<Incoming<'_>, FrameError> {
-    // serde would also take an array of the fields in order; the protocol has objects only.
-    if let Some(first) = text.trim_start().chars().next()
-        && first != '{'
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-    {
-        return Err(FrameError {
-            reason: "invalid frame: expected a JSON object like {\"recipient_id\": 2, \"message\": \"hi\"}".into(),
-            recipient: 0,
-        });
-    }
-    serde_json::from_str::<Incoming>(text).map_err(|e| {
-        let recipient = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("recipient_id").and_then(serde_json::Value::as_u64))
-            .unwrap_or(0);
-        let reason = if e.is_syntax() || e.is_eof() {
-            format!("malformed JSON: {e}")
-        } else {
-            format!("invalid frame: {e}")
-        };
-        FrameError { reason, recipient }
-    })
-}
-
 /// One WebSocket user, from upgrade to close.
-async fn serve<IO>(io: IO, hub: Arc<Hub>, peer: String, username: Option<String>, max: usize)
-where
+pub(super) async fn serve<IO>(
+    io: IO,
+    hub: Arc<Hub>,
+    peer: String,
+    username: Option<String>,
+    max: usize,
+) where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let (outbox, reader) = hub.outbox(Transport::WebSocket);
@@ -483,46 +289,4 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// Turns one text frame into an event for the hub.
-fn handle_text(session: &mut SessionHandle, text: &str) {
-    match parse(text) {
-        Ok(m) => {
-            session.handle(
-                m.timestamp,
-                Event::Message {
-                    username: "",
-                    text: &m.message,
-                    recipient: m.recipient_id,
-                },
-            );
-        }
-        Err(e) => {
-            session.handle(
-                0,
-                Event::Invalid {
-                    reason: &e.reason,
-                    recipient: e.recipient,
-                },
-            );
-        }
-    }
-}
-
-/// The one place a session's ending becomes a WebSocket close code and reason.
-fn close_of(ending: &Ending) -> (u16, String) {
-    let e = match ending {
-        Ending::Clean => return (1000, "bye".into()),
-        Ending::Error(e) => e,
-    };
-    let code = match e {
-        SessionError::FrameTooLarge(_) => 1009,
-        SessionError::BadFrame(_) => 1007,
-        SessionError::Protocol(_) => 1002,
-        SessionError::ShuttingDown => 1001,
-        SessionError::Full(_) => 1013,
-        _ => 1008,
-    };
-    (code, e.to_string())
 }
