@@ -2,8 +2,9 @@
 //! at accept, the back-off when accept fails, TLS, and the deadline for the first request.
 
 use super::ConnInfo;
-use super::limits::{self, Backoff, Gate, Slot, Throttle};
+use super::limits::{self, Backoff, Gate, Slot};
 use crate::hub::Hub;
+use crate::throttle::Throttle;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
