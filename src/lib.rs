@@ -10,6 +10,8 @@
 //! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode and the
 //!   full-screen terminal UI (`client::tui`).
 //! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
+//! - [`throttle`]: one log line per period with a count of what was held back (the accept path
+//!   and the audit writer).
 //! - [`metrics`]: Prometheus exposition of the hub's counters.
 //! - [`ctl`]: chittyctl: its command line and the admin client.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
@@ -29,3 +31,4 @@ pub mod os;
 pub mod pb;
 pub mod server;
 pub mod systemd;
+pub mod throttle;

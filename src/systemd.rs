@@ -1,18 +1,15 @@
 //! Living under systemd: readiness, status, watchdog and stopping notifications (sd_notify), and
-//! journald detection and structured audit entries.
+//! journald detection. (Audit records as journal entries are the audit trail's own sink:
+//! `audit::journal`.)
 //!
 //! Every notification is a no-op when `NOTIFY_SOCKET` is not set, so chittyd behaves the same by
 //! hand and under a unit.
 
-use crate::audit::Record;
 use crate::hub::Hub;
 use sd_notify::NotifyState;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The tracing target of audit entries, so the journald layer can tell them from logs.
-pub const AUDIT_TARGET: &str = "chitty::audit";
 
 /// How often STATUS= is refreshed when no watchdog asks for more.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -84,28 +81,4 @@ pub fn stderr_is_journal() -> bool {
         return false;
     };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
-}
-
-/// Emits one audit record as a structured journal entry: CHITTY_EVENT, CHITTY_LAMPORT,
-/// CHITTY_USER, … beside a readable MESSAGE. The journald layer (set up with no field prefix)
-/// turns each field into a journal field; absent fields are left out.
-pub fn journal_audit(r: &Record) {
-    tracing::info!(
-        target: AUDIT_TARGET,
-        CHITTY_EVENT = r.event,
-        CHITTY_LAMPORT = r.lamport,
-        CHITTY_USER = r.user.as_deref(),
-        CHITTY_SESSION = r.session,
-        CHITTY_PEER = r.peer.as_deref(),
-        CHITTY_TRANSPORT = r.transport,
-        CHITTY_REASON = r.reason.as_deref(),
-        CHITTY_LEN = r.len,
-        CHITTY_TEXT = r.text.as_deref(),
-        CHITTY_RECIPIENT = r.recipient,
-        CHITTY_RECIPIENT_USER = r.recipient_user.as_deref(),
-        CHITTY_ACTOR = r.actor.as_deref(),
-        CHITTY_COUNT = r.count,
-        "{}",
-        r.summary()
-    );
 }

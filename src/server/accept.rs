@@ -2,8 +2,9 @@
 //! fails, and the set that owns every connection's task from accept to close.
 
 use super::connection::Edge;
-use super::limits::{self, Backoff, Gate, Throttle};
+use super::limits::{self, Backoff, Gate};
 use super::stats::EdgeStats;
+use crate::throttle::Throttle;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
