@@ -9,7 +9,7 @@
 //! writer that is still in the room can find its next frame overwritten.
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// One broadcast in the forms its readers need (an empty form had no reader when appended).
@@ -39,6 +39,9 @@ pub(crate) struct RoomLog {
     head: AtomicU64,
     /// Writers waiting for an append; each is woken once and must park again.
     parked: Mutex<Vec<Arc<dyn Parked>>>,
+    /// Set by every append, cleared by the `wake_parked` that follows it: most hub operations
+    /// append nothing, and those skip the parked list's lock.
+    appended: AtomicBool,
     /// How many entries a reader may be behind before it is a slow consumer.
     bound: u64,
     /// The hub scans the cursors every this many appends.
@@ -71,6 +74,7 @@ impl RoomLog {
             ring: RwLock::new(ring),
             head: AtomicU64::new(0),
             parked: Mutex::new(Vec::new()),
+            appended: AtomicBool::new(false),
             bound,
             scan_every,
         }
@@ -87,7 +91,8 @@ impl RoomLog {
     }
 
     /// Appends one broadcast (called only under the hub lock, so appends are totally ordered).
-    /// Returns its sequence number and whether the cursors are due for a scan.
+    /// Returns its sequence number and whether the cursors are due for a scan. It wakes nobody:
+    /// the hub calls [`RoomLog::wake_parked`] once it has released its lock.
     pub(crate) fn append(&self, grpc: Bytes, json: Bytes) -> (u64, bool) {
         let seq = self.head.load(Ordering::Relaxed);
         {
@@ -99,20 +104,43 @@ impl RoomLog {
             drop(old);
         }
         self.head.store(seq + 1, Ordering::Release);
-        let parked = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()));
-        for p in parked {
+        self.appended.store(true, Ordering::SeqCst);
+        (seq, (seq + 1).is_multiple_of(self.scan_every))
+    }
+
+    /// Wakes every writer that parked for an append, if anything was appended since the last
+    /// call. The hub calls it after releasing its lock: waking costs one wake-up per parked
+    /// writer, up to the size of the room, and nothing that grows with the room may run under
+    /// the hub lock.
+    ///
+    /// No wake-up is lost: the flag is set after the head moved and cleared before the list is
+    /// taken, so a writer that parks after the list was taken reads the new head when it looks
+    /// again (see `park`), and a later append sets the flag again.
+    pub(crate) fn wake_parked(&self) {
+        if !self.appended.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut parked = std::mem::take(&mut *self.lock_parked());
+        for p in parked.drain(..) {
             p.unpark();
         }
-        (seq, (seq + 1).is_multiple_of(self.scan_every))
+        // Give the emptied list back (if nobody parked meanwhile), so that a large room does not
+        // allocate a new list for every message.
+        let mut list = self.lock_parked();
+        if list.is_empty() {
+            *list = parked;
+        }
+    }
+
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Parked>>> {
+        // A panic while holding it cannot leave the list inconsistent (a push or a swap).
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a reader to be woken by the next append. The caller must check the head again
     /// afterwards: an append that came before this call does not wake it.
     pub(crate) fn park(&self, reader: Arc<dyn Parked>) {
-        self.parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(reader);
+        self.lock_parked().push(reader);
     }
 
     /// Hands entries `from..until` (at most `max`) in order to `visit` with their sequence

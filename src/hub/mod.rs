@@ -16,6 +16,8 @@ mod limits;
 mod log;
 mod operator;
 pub mod outbox;
+#[cfg(test)]
+mod outbox_stress;
 pub mod rules;
 mod session;
 mod stats;
@@ -173,6 +175,39 @@ impl std::hash::Hasher for IdHash {
     }
 }
 
+/// The hub lock, held for one operation. Writers parked on the room log are woken when it is
+/// released, not while it is held (`RoomLog::wake_parked`): the operation's cost under the lock
+/// stays the same whatever the size of the room.
+struct Locked<'a> {
+    /// `Some` until dropped.
+    state: Option<MutexGuard<'a, State>>,
+    log: &'a RoomLog,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.state
+            .as_deref()
+            .expect("the hub lock is held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.state
+            .as_deref_mut()
+            .expect("the hub lock is held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.state = None;
+        self.log.wake_parked();
+    }
+}
+
 /// What a new session brings to `Hub::join`.
 pub(crate) struct JoinRequest<'a> {
     pub username: &'a str,
@@ -258,10 +293,13 @@ impl Hub {
         state.sessions.iter().map(|s| s.info(head)).collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Locked<'_> {
         // Every critical section leaves `State` consistent before anything that could panic, so
         // a poisoned lock is still safe to use; refusing it would take the whole server down.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        Locked {
+            state: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+            log: &self.log,
+        }
     }
 
     fn next_id(&self) -> u64 {

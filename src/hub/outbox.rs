@@ -490,6 +490,8 @@ mod tests {
         });
         tokio::task::yield_now().await;
         log.append(b("b1"), Bytes::new());
+        // As the hub does once it has released its lock.
+        log.wake_parked();
         tokio::task::yield_now().await;
         tx.push(b("p1")).unwrap();
         let got = writer.await.unwrap();
