@@ -7,6 +7,10 @@
 //! goes out as few HTTP/2 DATA frames and one write. One participant is one body (polled by
 //! hyper's task for the stream): it reads that participant's events and drains its outbox, so
 //! there is no task per participant and nothing to leak when the client disappears.
+//!
+//! A frame the participant should not have sent (over the limit, not a `ChatEvent`) ends its
+//! session through [`SessionHandle::violation`], as on WebSocket: counted, audited, its leave
+//! announced, and the client told why. A stream the client cancels or resets is a disconnect.
 
 use crate::hub::outbox::{Ending, OutboxReader, Taken};
 use crate::hub::{Event, Flow, Hub, SessionError, SessionHandle, Transport};
@@ -76,17 +80,21 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             .extensions()
             .get::<ConnInfo>()
             .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
-        let inbound =
-            Streaming::new_request(EventDecoder, req.into_body(), None, Some(self.max_frame));
+        let inbound = Streaming::new_request(
+            EventDecoder,
+            Inbound(req.into_body()),
+            None,
+            Some(self.max_frame),
+        );
         let (outbox, reader) = self.hub.outbox(Transport::Grpc);
         let session = SessionHandle::new(Arc::clone(&self.hub), Transport::Grpc, peer, outbox);
         let deadline = self.hub.config().join_deadline;
         let body = ParticipantBody {
             join_timer: Some((Box::pin(tokio::time::sleep(deadline)), deadline)),
             inbound: Some(inbound),
+            max_frame: self.max_frame,
             session,
             reader,
-            inbound_error: None,
             finished: false,
         };
         let mut response = http::Response::new(tonic::body::Body::new(body));
@@ -98,15 +106,64 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
     }
 }
 
+/// The request body as tonic's decoder sees it. Any error of the body itself is the client's
+/// stream breaking (a reset, a lost connection), never something it sent: it becomes CANCELLED,
+/// which tonic reports as the end of the stream, so only what tonic and [`EventDecoder`] find
+/// wrong in the frames surfaces as an error (see [`violation_of`]). Usually hyper drops the
+/// response body, and so the session, as soon as the stream is reset; when the body reads the
+/// error first, tonic would otherwise give it a code from the reset's reason (INTERNAL,
+/// RESOURCE_EXHAUSTED for ENHANCE_YOUR_CALM) that would read as a violation.
+struct Inbound(tonic::body::Body);
+
+impl http_body::Body for Inbound {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        match Pin::new(&mut self.get_mut().0).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Status::cancelled(format!(
+                "the request stream broke: {e}"
+            ))))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// What a decoding error from tonic's `Streaming` means for the session, told by its code (tonic
+/// words its messages as it likes): `None` for a stream that merely ended (CANCELLED), a frame
+/// over `max_frame` for OUT_OF_RANGE (the frame's length) or RESOURCE_EXHAUSTED (its
+/// decompressed size), and an unreadable frame, with tonic's or the decoder's detail, for the
+/// rest (not protobuf, a corrupt compressed frame, a bad compression flag, a truncated frame).
+fn violation_of(status: &Status, max_frame: usize) -> Option<SessionError> {
+    match status.code() {
+        tonic::Code::Cancelled => None,
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            Some(SessionError::FrameTooLarge(max_frame))
+        }
+        _ => Some(SessionError::BadFrame(status.message().to_owned())),
+    }
+}
+
 /// One participant: reads its events into the hub and writes its outbox's frames.
 pub struct ParticipantBody {
     /// Fires if the stream has not joined in time; dropped once it has.
     join_timer: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     inbound: Option<Streaming<pb::ChatEvent>>,
+    /// The frame limit the decoder enforces, for the error that reports a frame over it.
+    max_frame: usize,
     session: SessionHandle,
     reader: OutboxReader,
-    /// Why reading failed (an oversized or malformed frame), reported once the outbox drains.
-    inbound_error: Option<Status>,
     finished: bool,
 }
 
@@ -123,16 +180,11 @@ impl ParticipantBody {
                     }
                 }
                 Poll::Ready(Some(Err(status))) => {
-                    // A cancelled call or a reset stream is a disconnect; anything else is a
-                    // frame we refused (over the decode limit, not protobuf), which the client
-                    // is told about.
-                    if !matches!(
-                        status.code(),
-                        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
-                    ) {
-                        self.inbound_error = Some(status);
+                    // The outbox then ends with the violation, which becomes the status.
+                    match violation_of(&status, self.max_frame) {
+                        Some(err) => self.session.violation(err),
+                        None => self.session.disconnect(),
                     }
-                    self.session.disconnect();
                     self.inbound = None;
                 }
                 Poll::Ready(None) => {
@@ -182,7 +234,7 @@ impl http_body::Body for ParticipantBody {
             Poll::Ready(Taken::Ended(ending)) => {
                 this.finished = true;
                 let status = match ending {
-                    Ending::Clean => this.inbound_error.take().unwrap_or_else(|| Status::ok("")),
+                    Ending::Clean => Status::ok(""),
                     Ending::Error(e) => status_of(&e),
                 };
                 let mut trailers = http::HeaderMap::new();
@@ -263,5 +315,32 @@ impl Decoder for EventDecoder {
 
     fn buffer_settings(&self) -> BufferSettings {
         buffers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_are_told_apart_by_code() {
+        let of = |status: Status| violation_of(&status, 100);
+        assert_eq!(of(Status::cancelled("reset")), None);
+        assert_eq!(
+            of(Status::out_of_range("found 200 bytes")),
+            Some(SessionError::FrameTooLarge(100))
+        );
+        assert_eq!(
+            of(Status::resource_exhausted("while decompressing")),
+            Some(SessionError::FrameTooLarge(100))
+        );
+        assert_eq!(
+            of(Status::internal("corrupt deflate stream")),
+            Some(SessionError::BadFrame("corrupt deflate stream".into()))
+        );
+        assert_eq!(
+            of(Status::invalid_argument("malformed ChatEvent")),
+            Some(SessionError::BadFrame("malformed ChatEvent".into()))
+        );
     }
 }
