@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
+use tonic::codec::CompressionEncoding;
 
 /// Two participants who chat throughout a test: alice speaks, bob listens.
 struct Bystanders {
@@ -570,6 +571,35 @@ fn join_bytes(name: &str) -> Out {
     Out::Bytes(join.encode_to_vec())
 }
 
+/// Opens a Broadcast stream through the generated client with `grpc-encoding` set by hand (the
+/// client itself compresses nothing) or with the client's own gzip compression.
+async fn open_encoded(
+    server: &TestServer,
+    header: Option<&'static str>,
+    gzip: bool,
+) -> Result<(Raw, tonic::metadata::MetadataMap), tonic::Status> {
+    let mut client = ChatClient::connect(server.url()).await.expect("connect");
+    if gzip {
+        client = client.send_compressed(CompressionEncoding::Gzip);
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(value) = header {
+        request
+            .metadata_mut()
+            .insert("grpc-encoding", value.parse().unwrap());
+    }
+    let response = client.broadcast(request).await?;
+    let headers = response.metadata().clone();
+    let raw = Raw {
+        tx: Some(tx),
+        rx: response.into_inner(),
+        id: 0,
+        clock: 0,
+    };
+    Ok((raw, headers))
+}
+
 /// Joins as `name` over a TCP connection of its own, and returns a second handle on that
 /// socket, so the test can end the connection under the client (FIN, no HTTP/2 goodbye).
 async fn join_on_own_socket(server: &TestServer, name: &str) -> (Raw, std::net::TcpStream) {
@@ -744,5 +774,79 @@ async fn bad_grpc_frames_end_the_session_as_a_counted_audited_violation() {
     assert_eq!(reason(find("leave", "carol")), "disconnect");
     assert_eq!(reason(find("leave", "dave")), "disconnect");
     assert_eq!(reason(find("leave", "eve")), "disconnect");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_is_no_compression_and_unknown_encodings_are_unimplemented() {
+    let server = start(common::config()).await;
+    let mut chat = Bystanders::join(&server).await;
+
+    let (mut dora, headers) = open_encoded(&server, Some("identity"), false)
+        .await
+        .expect("grpc-encoding: identity is accepted");
+    assert_eq!(
+        headers.get("grpc-accept-encoding").unwrap(),
+        "gzip,identity"
+    );
+    dora.send_join("dora").await;
+    dora.until_joined("dora").await;
+    dora.say_as("dora", "plain as ever").await;
+    chat.bob
+        .until(|m| m.username == "dora" && m.message == "plain as ever")
+        .await;
+
+    let status = open_encoded(&server, Some("snappy"), false)
+        .await
+        .err()
+        .expect("snappy is refused");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("snappy"), "{status:?}");
+    assert_eq!(
+        status.metadata().get("grpc-accept-encoding").unwrap(),
+        "gzip,identity",
+        "the refusal says what chittyd takes"
+    );
+    chat.say(5).await;
+    chat.all_arrived().await;
+    assert_eq!(server.hub.participants(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn gzip_requests_are_decoded_and_a_gzip_bomb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let server = start_audited(dir.path()).await;
+    let mut chat = Bystanders::join(&server).await;
+
+    // Every message of this client is gzip-compressed.
+    let (mut zed, _) = open_encoded(&server, None, true).await.unwrap();
+    zed.send_join("zed").await;
+    zed.until_joined("zed").await;
+    zed.say_as("zed", "squeezed").await;
+    chat.bob
+        .until(|m| m.username == "zed" && m.message == "squeezed")
+        .await;
+
+    // 256 KiB of one letter compresses to about 300 bytes, well under the 1 KiB frame limit;
+    // decompressed it is far over, and decompression stops at the limit: an oversized frame.
+    let before = server.hub.stats().rejected.load(Ordering::Relaxed);
+    zed.say_as("zed", &"a".repeat(256 << 10)).await;
+    let status = zed.expect_status().await;
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    left(&mut chat, "zed").await;
+    assert_eq!(
+        server.hub.stats().rejected.load(Ordering::Relaxed),
+        before + 1
+    );
+    chat.say(5).await;
+    chat.all_arrived().await;
+    let records = audit_until(&audit, |r| r["event"] == "leave" && r["user"] == "zed").await;
+    let leave = records
+        .iter()
+        .find(|r| r["event"] == "leave" && r["user"] == "zed")
+        .unwrap();
+    assert_eq!(leave["reason"], "violation: frame_too_large");
     server.shutdown().await;
 }

@@ -8,6 +8,12 @@
 //! hyper's task for the stream): it reads that participant's events and drains its outbox, so
 //! there is no task per participant and nothing to leak when the client disappears.
 //!
+//! Requests may be gzip-compressed (`grpc-encoding: gzip`) or not (`identity`, or no header);
+//! tonic decompresses into a buffer capped at `--max-frame`, so a small compressed frame cannot
+//! grow into more memory than an uncompressed one may take. Any other encoding is refused with
+//! UNIMPLEMENTED, and every response names what chittyd takes in `grpc-accept-encoding`, as the
+//! gRPC compression spec asks. Responses are never compressed.
+//!
 //! A frame the participant should not have sent (over the limit, not a `ChatEvent`) ends its
 //! session through [`SessionHandle::violation`], as on WebSocket: counted, audited, its leave
 //! announced, and the client told why. A stream the client cancels or resets is a disconnect.
@@ -25,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
@@ -39,6 +45,9 @@ fn buffers() -> BufferSettings {
 
 /// The Chat service's full name, for routing and the health service.
 pub const CHAT_SERVICE: &str = "chitty_chat.Chat";
+
+/// The request encodings chittyd decodes, for `grpc-accept-encoding` on every response.
+const ACCEPT_ENCODING: &str = "gzip,identity";
 
 /// The Chat service, routed by `chitty_chat.Chat`.
 #[derive(Clone)]
@@ -68,14 +77,21 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(with_accept_encoding(self.answer(req))))
+    }
+}
+
+impl ChatService {
+    /// The response to one call: a participant's stream, or a refusal.
+    fn answer(&self, req: http::Request<tonic::body::Body>) -> http::Response<tonic::body::Body> {
         if req.uri().path() != "/chitty_chat.Chat/Broadcast" {
             let status = Status::unimplemented(format!("no such method: {}", req.uri().path()));
-            return std::future::ready(Ok(status.into_http()));
+            return status.into_http();
         }
-        if req.headers().contains_key("grpc-encoding") {
-            let status = Status::unimplemented("compressed requests are not supported");
-            return std::future::ready(Ok(status.into_http()));
-        }
+        let encoding = match request_encoding(req.headers()) {
+            Ok(encoding) => encoding,
+            Err(status) => return status.into_http(),
+        };
         let peer = req
             .extensions()
             .get::<ConnInfo>()
@@ -83,7 +99,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
         let inbound = Streaming::new_request(
             EventDecoder,
             Inbound(req.into_body()),
-            None,
+            encoding,
             Some(self.max_frame),
         );
         let (outbox, reader) = self.hub.outbox(Transport::Grpc);
@@ -102,7 +118,39 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/grpc"),
         );
-        std::future::ready(Ok(response))
+        response
+    }
+}
+
+/// Adds the `grpc-accept-encoding` header every response carries.
+fn with_accept_encoding(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    response.headers_mut().insert(
+        "grpc-accept-encoding",
+        http::HeaderValue::from_static(ACCEPT_ENCODING),
+    );
+    response
+}
+
+/// How the request's messages are compressed: `None` for no `grpc-encoding` header or
+/// `identity`, gzip, or UNIMPLEMENTED for anything else (the header on the response says what
+/// chittyd takes). Content codings are case-insensitive (RFC 9110).
+fn request_encoding(headers: &http::HeaderMap) -> Result<Option<CompressionEncoding>, Status> {
+    let Some(value) = headers.get("grpc-encoding") else {
+        return Ok(None);
+    };
+    let name = String::from_utf8_lossy(value.as_bytes());
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("identity") {
+        Ok(None)
+    } else if name.eq_ignore_ascii_case("gzip") {
+        Ok(Some(CompressionEncoding::Gzip))
+    } else {
+        let shown: String = name.chars().take(64).collect();
+        Err(Status::unimplemented(format!(
+            "grpc-encoding {shown:?} is not supported; chittyd takes {ACCEPT_ENCODING}"
+        )))
     }
 }
 
@@ -321,6 +369,28 @@ impl Decoder for EventDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encoding(value: Option<&'static str>) -> Result<Option<CompressionEncoding>, Status> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(v) = value {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static(v));
+        }
+        request_encoding(&headers)
+    }
+
+    #[test]
+    fn identity_and_gzip_are_taken_and_other_encodings_are_unimplemented() {
+        assert_eq!(encoding(None).unwrap(), None);
+        assert_eq!(encoding(Some("identity")).unwrap(), None);
+        assert_eq!(
+            encoding(Some("GZIP")).unwrap(),
+            Some(CompressionEncoding::Gzip)
+        );
+        let refused = encoding(Some("snappy")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+        assert!(refused.message().contains("\"snappy\""), "{refused:?}");
+        assert!(refused.message().contains(ACCEPT_ENCODING), "{refused:?}");
+    }
 
     #[test]
     fn decode_errors_are_told_apart_by_code() {
