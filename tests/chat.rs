@@ -504,7 +504,7 @@ async fn graceful_shutdown_tells_everyone_and_ends_streams_cleanly() {
         let rest = p.expect_clean_end().await;
         let last = rest.last().expect("a shutdown notice");
         assert_eq!(last.username, "SERVER");
-        assert_eq!(last.kind, Kind::Notice as i32);
+        assert_eq!(last.kind, Kind::Shutdown as i32);
         assert!(last.message.contains("shutting down"), "{last:?}");
     }
     tokio::time::timeout(PATIENCE, server.task)

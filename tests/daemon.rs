@@ -1,7 +1,8 @@
 //! chittyd as a process under the conditions systemd creates: the audit file across SIGTERM and
-//! SIGHUP, sd_notify on a socket the test owns, and journald's native protocol on a socket the
-//! test owns (mounted at journald's path in a private mount namespace); and the audit file on a
-//! disk that fills up (a small tmpfs the test mounts).
+//! SIGHUP, sd_notify on a socket the test owns, journald's native protocol on a socket the
+//! test owns (mounted at journald's path in a private mount namespace), the audit file on a
+//! disk that fills up (a small tmpfs the test mounts), and the admin socket against a second
+//! chittyd started as another user.
 
 mod common;
 
@@ -9,7 +10,9 @@ use common::Raw;
 use common::daemon::{Daemon, PATIENCE};
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -418,39 +421,24 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. "256k"). Without root, or if the mount fails, the test
-    /// fails saying why, unless CHITTY_SKIP_ROOT_TESTS=1, when it says why and returns `None`.
+    /// Mounts a tmpfs of `size` (e.g. "256k"); `None` when the test is skipped (see
+    /// `root_or_skip`). A mount that fails as root fails the test.
     fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let problem = if !rustix::process::geteuid().is_root() {
-            Some("it is not running as root".to_owned())
-        } else {
-            match Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir.path())
-                .output()
-            {
-                Ok(out) if out.status.success() => None,
-                Ok(out) => Some(format!(
-                    "mount failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Err(e) => Some(format!("mount cannot be run: {e}")),
-            }
-        };
-        match problem {
-            None => Some(Tmpfs { dir }),
-            Some(why) if std::env::var("CHITTY_SKIP_ROOT_TESTS").as_deref() == Ok("1") => {
-                eprintln!(
-                    "skipped (CHITTY_SKIP_ROOT_TESTS=1): this test mounts a tmpfs, and {why}"
-                );
-                None
-            }
-            Some(why) => panic!(
-                "this test mounts a tmpfs and needs root, and {why}; \
-                 set CHITTY_SKIP_ROOT_TESTS=1 to skip it"
-            ),
+        if !root_or_skip("mounting a tmpfs") {
+            return None;
         }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Some(Tmpfs { dir })
     }
 
     fn path(&self) -> &std::path::Path {
@@ -622,4 +610,112 @@ async fn a_full_disk_loses_audit_records_counted_never_a_torn_line_and_chat_goes
             && m.contains(&format!("{lost} records could not be written"))),
         "{log:#?}"
     );
+}
+
+/// Asks the chittyd on the admin socket at `path` for its clock, through the generated admin
+/// client over the Unix socket.
+async fn admin_clock(path: &Path) -> Result<u64, String> {
+    use chitty::pb::admin::{ClockRequest, admin_client::AdminClient};
+    let socket = path.to_owned();
+    let channel = tonic::transport::Endpoint::from_static("http://chittyd.admin")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let clock = AdminClient::new(channel)
+        .clock(ClockRequest {})
+        .await
+        .map_err(|e| format!("Clock: {e}"))?;
+    Ok(clock.into_inner().lamport)
+}
+
+/// Whether this test may run: true as root; otherwise it fails, unless CHITTY_SKIP_ROOT_TESTS=1
+/// asks to skip what only root can set up (CI runs as root).
+fn root_or_skip(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CHITTY_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped (CHITTY_SKIP_ROOT_TESTS=1): {what} needs root");
+        return false;
+    }
+    panic!("{what} needs root; run the tests as root, or set CHITTY_SKIP_ROOT_TESTS=1 to skip it");
+}
+
+#[tokio::test]
+async fn a_live_admin_socket_is_not_taken_over_by_a_chittyd_that_cannot_connect() {
+    if !root_or_skip("starting a second chittyd as another user (setpriv)") {
+        return;
+    }
+    // A directory anyone may write to, without the sticky bit: anyone could remove the socket.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("admin.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let first = Daemon::start(&["--admin-socket", socket_arg, "--audit-log", "none"], &[]).await;
+    let inode = std::fs::metadata(&socket).unwrap().ino();
+    admin_clock(&socket)
+        .await
+        .expect("the first chittyd answers");
+
+    // The socket is 0660 root:root, so nobody (65534) gets EACCES connecting to it.
+    let second = tokio::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_chittyd"))
+        .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
+        .args(["--admin-socket", socket_arg, "--audit-log", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start setpriv (util-linux)");
+    let out = tokio::time::timeout(PATIENCE, second.wait_with_output())
+        .await
+        .expect("the second chittyd kept running: it took the socket over")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the second chittyd must fail: {stderr}"
+    );
+    assert!(stderr.contains(socket_arg), "names the socket: {stderr}");
+    assert!(stderr.contains("Permission denied"), "says why: {stderr}");
+
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket is still there");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.ino(), inode, "the same socket, not a replacement");
+    admin_clock(&socket)
+        .await
+        .expect("the first chittyd still answers on its admin socket");
+    first.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_admin_socket_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
+    // What a crash leaves: the file of a socket nobody listens on any more.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(admin_clock(&socket).await.is_err(), "nobody answers yet");
+    let daemon = Daemon::start(
+        &[
+            "--admin-socket",
+            socket.to_str().unwrap(),
+            "--audit-log",
+            "none",
+        ],
+        &[],
+    )
+    .await;
+    admin_clock(&socket)
+        .await
+        .expect("chittyd replaced the stale socket and answers on it");
+    daemon.stop().await;
+    assert!(!socket.exists(), "removed at exit");
 }

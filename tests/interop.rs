@@ -44,6 +44,16 @@ fn python_script(script: &str, addr: std::net::SocketAddr) -> (tokio::process::C
 
 #[tokio::test]
 async fn python_grpcio_participant_chats_with_a_tonic_participant() {
+    python_participant_chats(&[]).await;
+}
+
+#[tokio::test]
+async fn python_grpcio_participant_chats_with_gzip_compressed_requests() {
+    python_participant_chats(&["gzip"]).await;
+}
+
+/// grpc_chat.py (with `extra` arguments) joins, chats with a tonic participant and leaves.
+async fn python_participant_chats(extra: &[&str]) {
     let server = start_default().await;
     let mut rusty = server.join("rusty").await;
     let root = env!("CARGO_MANIFEST_DIR");
@@ -51,6 +61,7 @@ async fn python_grpcio_participant_chats_with_a_tonic_participant() {
         .arg(format!("{root}/tests/interop/grpc_chat.py"))
         .arg(server.addr.to_string())
         .arg(format!("{root}/proto"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -24,6 +24,19 @@ pub enum AdminError {
     /// Another chittyd answers on the socket.
     #[error("admin socket {0} is in use by a running chittyd; not taking it over")]
     InUse(PathBuf),
+    /// Whether a chittyd answers on the socket cannot be told: connecting failed for a reason
+    /// other than "nobody listens" (most often permissions, when started as another user), so
+    /// the socket may be live and is not touched.
+    #[error(
+        "cannot tell whether admin socket {path} is in use: connecting to it failed ({source}); \
+         leaving it alone: run chittyd as a user who may use it, or pass another --admin-socket"
+    )]
+    Unverifiable {
+        /// The socket path.
+        path: PathBuf,
+        /// Why connecting failed.
+        source: io::Error,
+    },
     /// Something other than a socket is at the path.
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
@@ -37,8 +50,9 @@ pub enum AdminError {
     },
 }
 
-/// Binds the admin socket at `path`, mode 0660. A stale socket left by a crash (nobody answers
-/// on it) is replaced; one that a live chittyd answers on is not.
+/// Binds the admin socket at `path`, mode 0660. A stale socket left by a crash is replaced; one
+/// that a live chittyd answers on is not, and neither is one we cannot connect to for any
+/// other reason: only ECONNREFUSED proves that nobody listens.
 pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     let io_err = |source| AdminError::Io {
         path: path.to_owned(),
@@ -48,13 +62,25 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(AdminError::NotASocket(path.to_owned()));
         }
-        Ok(_) => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(AdminError::InUse(path.to_owned()));
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(AdminError::InUse(path.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!("replacing stale admin socket {}", path.display());
+                match std::fs::remove_file(path) {
+                    // Gone meanwhile: nothing to replace.
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
+                    _ => {}
+                }
             }
-            tracing::info!("replacing stale admin socket {}", path.display());
-            std::fs::remove_file(path).map_err(io_err)?;
-        }
+            // Removed between the look and the connect.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(AdminError::Unverifiable {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }

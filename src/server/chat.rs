@@ -7,6 +7,16 @@
 //! goes out as few HTTP/2 DATA frames and one write. One participant is one body (polled by
 //! hyper's task for the stream): it reads that participant's events and drains its outbox, so
 //! there is no task per participant and nothing to leak when the client disappears.
+//!
+//! Requests may be gzip-compressed (`grpc-encoding: gzip`) or not (`identity`, or no header);
+//! tonic decompresses into a buffer capped at `--max-frame`, so a small compressed frame cannot
+//! grow into more memory than an uncompressed one may take. Any other encoding is refused with
+//! UNIMPLEMENTED, and every response names what chittyd takes in `grpc-accept-encoding`, as the
+//! gRPC compression spec asks. Responses are never compressed.
+//!
+//! A frame the participant should not have sent (over the limit, not a `ChatEvent`) ends its
+//! session through [`SessionHandle::violation`], as on WebSocket: counted, audited, its leave
+//! announced, and the client told why. A stream the client cancels or resets is a disconnect.
 
 use crate::hub::outbox::{Ending, OutboxReader, Taken};
 use crate::hub::{Event, Flow, Hub, SessionError, SessionHandle, Transport};
@@ -21,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
@@ -35,6 +45,9 @@ fn buffers() -> BufferSettings {
 
 /// The Chat service's full name, for routing and the health service.
 pub const CHAT_SERVICE: &str = "chitty_chat.Chat";
+
+/// The request encodings chittyd decodes, for `grpc-accept-encoding` on every response.
+const ACCEPT_ENCODING: &str = "gzip,identity";
 
 /// The Chat service, routed by `chitty_chat.Chat`.
 #[derive(Clone)]
@@ -64,29 +77,40 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(with_accept_encoding(self.answer(req))))
+    }
+}
+
+impl ChatService {
+    /// The response to one call: a participant's stream, or a refusal.
+    fn answer(&self, req: http::Request<tonic::body::Body>) -> http::Response<tonic::body::Body> {
         if req.uri().path() != "/chitty_chat.Chat/Broadcast" {
             let status = Status::unimplemented(format!("no such method: {}", req.uri().path()));
-            return std::future::ready(Ok(status.into_http()));
+            return status.into_http();
         }
-        if req.headers().contains_key("grpc-encoding") {
-            let status = Status::unimplemented("compressed requests are not supported");
-            return std::future::ready(Ok(status.into_http()));
-        }
+        let encoding = match request_encoding(req.headers()) {
+            Ok(encoding) => encoding,
+            Err(status) => return status.into_http(),
+        };
         let peer = req
             .extensions()
             .get::<ConnInfo>()
             .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
-        let inbound =
-            Streaming::new_request(EventDecoder, req.into_body(), None, Some(self.max_frame));
+        let inbound = Streaming::new_request(
+            EventDecoder,
+            Inbound(req.into_body()),
+            encoding,
+            Some(self.max_frame),
+        );
         let (outbox, reader) = self.hub.outbox(Transport::Grpc);
         let session = SessionHandle::new(Arc::clone(&self.hub), Transport::Grpc, peer, outbox);
         let deadline = self.hub.config().join_deadline;
         let body = ParticipantBody {
             join_timer: Some((Box::pin(tokio::time::sleep(deadline)), deadline)),
             inbound: Some(inbound),
+            max_frame: self.max_frame,
             session,
             reader,
-            inbound_error: None,
             finished: false,
         };
         let mut response = http::Response::new(tonic::body::Body::new(body));
@@ -94,7 +118,88 @@ impl tower::Service<http::Request<tonic::body::Body>> for ChatService {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/grpc"),
         );
-        std::future::ready(Ok(response))
+        response
+    }
+}
+
+/// Adds the `grpc-accept-encoding` header every response carries.
+fn with_accept_encoding(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    response.headers_mut().insert(
+        "grpc-accept-encoding",
+        http::HeaderValue::from_static(ACCEPT_ENCODING),
+    );
+    response
+}
+
+/// How the request's messages are compressed: `None` for no `grpc-encoding` header or
+/// `identity`, gzip, or UNIMPLEMENTED for anything else (the header on the response says what
+/// chittyd takes). Content codings are case-insensitive (RFC 9110).
+fn request_encoding(headers: &http::HeaderMap) -> Result<Option<CompressionEncoding>, Status> {
+    let Some(value) = headers.get("grpc-encoding") else {
+        return Ok(None);
+    };
+    let name = String::from_utf8_lossy(value.as_bytes());
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("identity") {
+        Ok(None)
+    } else if name.eq_ignore_ascii_case("gzip") {
+        Ok(Some(CompressionEncoding::Gzip))
+    } else {
+        let shown: String = name.chars().take(64).collect();
+        Err(Status::unimplemented(format!(
+            "grpc-encoding {shown:?} is not supported; chittyd takes {ACCEPT_ENCODING}"
+        )))
+    }
+}
+
+/// The request body as tonic's decoder sees it. Any error of the body itself is the client's
+/// stream breaking (a reset, a lost connection), never something it sent: it becomes CANCELLED,
+/// which tonic reports as the end of the stream, so only what tonic and [`EventDecoder`] find
+/// wrong in the frames surfaces as an error (see [`violation_of`]). Usually hyper drops the
+/// response body, and so the session, as soon as the stream is reset; when the body reads the
+/// error first, tonic would otherwise give it a code from the reset's reason (INTERNAL,
+/// RESOURCE_EXHAUSTED for ENHANCE_YOUR_CALM) that would read as a violation.
+struct Inbound(tonic::body::Body);
+
+impl http_body::Body for Inbound {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        match Pin::new(&mut self.get_mut().0).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Status::cancelled(format!(
+                "the request stream broke: {e}"
+            ))))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// What a decoding error from tonic's `Streaming` means for the session, told by its code (tonic
+/// words its messages as it likes): `None` for a stream that merely ended (CANCELLED), a frame
+/// over `max_frame` for OUT_OF_RANGE (the frame's length) or RESOURCE_EXHAUSTED (its
+/// decompressed size), and an unreadable frame, with tonic's or the decoder's detail, for the
+/// rest (not protobuf, a corrupt compressed frame, a bad compression flag, a truncated frame).
+fn violation_of(status: &Status, max_frame: usize) -> Option<SessionError> {
+    match status.code() {
+        tonic::Code::Cancelled => None,
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            Some(SessionError::FrameTooLarge(max_frame))
+        }
+        _ => Some(SessionError::BadFrame(status.message().to_owned())),
     }
 }
 
@@ -103,10 +208,10 @@ pub struct ParticipantBody {
     /// Fires if the stream has not joined in time; dropped once it has.
     join_timer: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     inbound: Option<Streaming<pb::ChatEvent>>,
+    /// The frame limit the decoder enforces, for the error that reports a frame over it.
+    max_frame: usize,
     session: SessionHandle,
     reader: OutboxReader,
-    /// Why reading failed (an oversized or malformed frame), reported once the outbox drains.
-    inbound_error: Option<Status>,
     finished: bool,
 }
 
@@ -123,16 +228,11 @@ impl ParticipantBody {
                     }
                 }
                 Poll::Ready(Some(Err(status))) => {
-                    // A cancelled call or a reset stream is a disconnect; anything else is a
-                    // frame we refused (over the decode limit, not protobuf), which the client
-                    // is told about.
-                    if !matches!(
-                        status.code(),
-                        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
-                    ) {
-                        self.inbound_error = Some(status);
+                    // The outbox then ends with the violation, which becomes the status.
+                    match violation_of(&status, self.max_frame) {
+                        Some(err) => self.session.violation(err),
+                        None => self.session.disconnect(),
                     }
-                    self.session.disconnect();
                     self.inbound = None;
                 }
                 Poll::Ready(None) => {
@@ -182,7 +282,7 @@ impl http_body::Body for ParticipantBody {
             Poll::Ready(Taken::Ended(ending)) => {
                 this.finished = true;
                 let status = match ending {
-                    Ending::Clean => this.inbound_error.take().unwrap_or_else(|| Status::ok("")),
+                    Ending::Clean => Status::ok(""),
                     Ending::Error(e) => status_of(&e),
                 };
                 let mut trailers = http::HeaderMap::new();
@@ -263,5 +363,54 @@ impl Decoder for EventDecoder {
 
     fn buffer_settings(&self) -> BufferSettings {
         buffers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoding(value: Option<&'static str>) -> Result<Option<CompressionEncoding>, Status> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(v) = value {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static(v));
+        }
+        request_encoding(&headers)
+    }
+
+    #[test]
+    fn identity_and_gzip_are_taken_and_other_encodings_are_unimplemented() {
+        assert_eq!(encoding(None).unwrap(), None);
+        assert_eq!(encoding(Some("identity")).unwrap(), None);
+        assert_eq!(
+            encoding(Some("GZIP")).unwrap(),
+            Some(CompressionEncoding::Gzip)
+        );
+        let refused = encoding(Some("snappy")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+        assert!(refused.message().contains("\"snappy\""), "{refused:?}");
+        assert!(refused.message().contains(ACCEPT_ENCODING), "{refused:?}");
+    }
+
+    #[test]
+    fn decode_errors_are_told_apart_by_code() {
+        let of = |status: Status| violation_of(&status, 100);
+        assert_eq!(of(Status::cancelled("reset")), None);
+        assert_eq!(
+            of(Status::out_of_range("found 200 bytes")),
+            Some(SessionError::FrameTooLarge(100))
+        );
+        assert_eq!(
+            of(Status::resource_exhausted("while decompressing")),
+            Some(SessionError::FrameTooLarge(100))
+        );
+        assert_eq!(
+            of(Status::internal("corrupt deflate stream")),
+            Some(SessionError::BadFrame("corrupt deflate stream".into()))
+        );
+        assert_eq!(
+            of(Status::invalid_argument("malformed ChatEvent")),
+            Some(SessionError::BadFrame("malformed ChatEvent".into()))
+        );
     }
 }

@@ -1,7 +1,8 @@
 """A Chitty-Chat participant written with Python's grpcio, with stubs generated from proto/ at
 test time. Joins, chats with a Rust participant, leaves; exits non-zero on anything unexpected.
+With "gzip", every message it sends is gzip-compressed (grpc-encoding: gzip).
 
-usage: grpc_chat.py HOST:PORT PROTO_DIR
+usage: grpc_chat.py HOST:PORT PROTO_DIR [gzip]
 """
 import os
 import queue
@@ -14,6 +15,7 @@ from grpc_tools import protoc
 
 def main():
     addr, proto_dir = sys.argv[1], sys.argv[2]
+    gzip = sys.argv[3:] == ["gzip"]
     out = tempfile.mkdtemp(prefix="chitty-py-")
     rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}",
                       f"--grpc_python_out={out}", os.path.join(proto_dir, "chitty_chat.proto")])
@@ -37,7 +39,8 @@ def main():
                 return
             yield ev
 
-    channel = grpc.insecure_channel(addr)
+    compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+    channel = grpc.insecure_channel(addr, compression=compression)
     stub = pb_grpc.ChatStub(channel)
     send(join=pb.ChatEvent.UserJoin(username="pyclient"))
     responses = stub.Broadcast(requests(), timeout=20)
@@ -69,7 +72,8 @@ def main():
             assert msg.message == "hello from rust", msg
             break
 
-    # A refused message comes back privately and the stream stays open.
+    # A refused message comes back privately and the stream stays open. (With gzip, grpcio
+    # sends a message uncompressed when compressing would not shrink it; this one it compresses.)
     send(message=pb.ChatEvent.ChatMessage(username="pyclient", message="x" * 129))
     msg = receive()
     assert msg.kind == pb.ChatMessage.ERROR and "too long" in msg.message, msg
