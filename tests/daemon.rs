@@ -541,12 +541,20 @@ async fn a_full_disk_loses_audit_records_counted_never_a_torn_line_and_chat_goes
         say(&mut alice, format!("full {n}")).await;
     }
     let failing_for = failing_since.elapsed();
+    // The writer has tried every record so far (alice's join and her messages) before the disk
+    // gets room again, so what it writes after the report was all sent after that.
+    let audit = server.hub.audit();
+    let tried = (1 + BEFORE + WHILE_FULL) as u64;
+    let deadline = Instant::now() + PATIENCE;
+    while audit.written() + audit.lost() < tried {
+        assert!(Instant::now() < deadline, "the writer never got through the records");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     std::fs::remove_file(&filler).unwrap();
     for n in 0..AFTER {
         say(&mut alice, format!("after {n}")).await;
     }
-    let audit = server.hub.audit();
     let (lost, dropped) = (audit.lost(), audit.dropped());
     server.shutdown().await;
 
