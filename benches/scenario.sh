@@ -10,7 +10,7 @@ if [[ " $* " == *" -- "* ]]; then
     while [ "$1" != "--" ]; do daemon_args+=("$1"); shift; done
     shift
 fi
-cargo build --release --quiet --bin chittyd --bin chittyctl
+cargo build --release --quiet -p chitty -p chittyctl
 . benches/chittyd.sh
 log=$(mktemp /tmp/chittyd-bench.XXXXXX)
 trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -f "$log"' EXIT

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10m}
-cargo build --release --quiet --bin chittyd --bin chittyctl
+cargo build --release --quiet -p chitty -p chittyctl
 . benches/chittyd.sh
 out=$(mktemp -d /tmp/chitty-soak.XXXXXX)
 trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -rf "$out"' EXIT

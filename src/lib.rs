@@ -13,18 +13,19 @@
 //! - [`throttle`]: one log line per period with a count of what was held back (the accept path
 //!   and the audit writer).
 //! - [`metrics`]: Prometheus exposition of the hub's counters.
-//! - [`ctl`]: chittyctl: its command line and the admin client.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
-//! - [`docs`]: man pages, shell completions and /etc/default/chitty, generated from the command
-//!   lines.
 //! - [`pb`]: the generated protobuf code.
+//!
+//! This package holds the runtime library and the thin binaries `chittyd` and `chitty`. The
+//! tools are packages of their own in the workspace, so chittyd links none of their
+//! dependencies: `chittyctl` (ctl/: the admin client and its command line), `chitty-bench`
+//! (tools/bench/: the load generator behind `chittyctl bench`) and `chitty-docs` (tools/docs/:
+//! the man pages, shell completions and /etc/default/chitty, generated from the command lines).
 
 pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
-pub mod ctl;
-pub mod docs;
 pub mod hub;
 pub mod metric;
 pub mod os;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 mod common;
 
@@ -230,14 +230,7 @@ async fn a_kicked_and_banned_client_gives_up() {
     let mut alice_out = BufReader::new(alice.stdout.take().unwrap()).lines();
     wait_for(&mut alice_out, "Participant alice joined").await;
 
-    let kicked = Command::new(env!("CARGO_BIN_EXE_chittyctl"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["kick", "alice", "--reason", "spamming", "--ban", "10m"])
-        .output()
-        .await
-        .unwrap();
-    assert!(kicked.status.success(), "{kicked:?}");
+    kick(&socket, "alice", "spamming", 600).await;
 
     // A refusal is final: no reconnecting, exit 4, the reason in words.
     let out = tokio::time::timeout(PATIENCE, alice.wait_with_output())
@@ -259,4 +252,32 @@ async fn a_kicked_and_banned_client_gives_up() {
         "{err}"
     );
     daemon.stop().await;
+}
+
+/// Kicks `name` through chittyd's admin service on `socket`, the call `chittyctl kick` makes.
+/// (chittyctl is a package of its own: Cargo builds it for its own tests, in ctl/tests, which run
+/// the real binary; this package's tests reach the service directly.)
+async fn kick(socket: &Path, name: &str, reason: &str, ban_seconds: u64) {
+    use chitty::pb::admin::{KickRequest, admin_client::AdminClient};
+    let socket = socket.to_owned();
+    let channel = tonic::transport::Endpoint::from_static("http://chittyd.admin")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+        .expect("connect to the admin socket");
+    AdminClient::new(channel)
+        .kick(KickRequest {
+            username: name.to_owned(),
+            id: 0,
+            reason: reason.to_owned(),
+            ban_seconds,
+        })
+        .await
+        .expect("kick");
 }

@@ -8,6 +8,11 @@ use tokio::process::{Child, Command};
 
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The chitty package's binaries. Cargo names a package's binaries (`CARGO_BIN_EXE_*`) to its own
+/// tests only; chittyctl's tests share this helper but start chittyd in-process.
+const CHITTYD: Option<&str> = option_env!("CARGO_BIN_EXE_chittyd");
+const CHITTY: Option<&str> = option_env!("CARGO_BIN_EXE_chitty");
+
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
@@ -22,17 +27,18 @@ impl Daemon {
 
     /// Starts chittyd listening on `listen` (a fixed address survives a restart).
     pub async fn start_at(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chittyd"))
-            .args(["--listen", listen, "--log-target", "stderr"])
-            .args(args)
-            // Most tests send bursts; the tests of the rate limit pass --rate-limit themselves.
-            .env("CHITTY_RATE_LIMIT", "0")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chittyd");
+        let mut child =
+            Command::new(CHITTYD.expect("chittyd is built for the chitty package's tests"))
+                .args(["--listen", listen, "--log-target", "stderr"])
+                .args(args)
+                // Most tests send bursts; the tests of the rate limit pass --rate-limit themselves.
+                .env("CHITTY_RATE_LIMIT", "0")
+                .envs(envs.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start chittyd");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = tokio::time::timeout(PATIENCE, async {
             while let Some(line) = stderr.next_line().await.unwrap() {
@@ -83,7 +89,7 @@ impl Daemon {
 
 /// Runs the real `chitty` with `args`, every stream piped.
 pub fn chitty(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_chitty"))
+    Command::new(CHITTY.expect("chitty is built for the chitty package's tests"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2,8 +2,8 @@
 //! receiving half so that they can run as separate tasks.
 
 use super::wire;
-use crate::pb::{self, chat_event, chat_message::Kind};
 use bytes::{Buf, Bytes, BytesMut};
+use chitty::pb::{self, chat_event, chat_message::Kind};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http_body::Body as _;
@@ -144,7 +144,7 @@ pub async fn connect(
     match transport {
         BenchTransport::Grpc => {
             let name = name.ok_or("gRPC participants always join with a name")?;
-            let mut endpoint = crate::client::endpoint(&crate::client::ServerAddr::plain(target))
+            let mut endpoint = chitty::client::endpoint(&chitty::client::ServerAddr::plain(target))
                 .map_err(|e| e.to_string())?;
             if stalled {
                 endpoint = endpoint

@@ -1,6 +1,6 @@
 //! chittyctl: manage a running chittyd over its admin socket.
 
-use chitty::ctl::{self, cli::CtlCli};
+use chittyctl::cli::CtlCli;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(ctl::run(&cli, &mut std::io::stdout().lock())) {
+    match runtime.block_on(chittyctl::run(&cli, &mut std::io::stdout().lock())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chittyctl: {e}");

@@ -3,6 +3,8 @@
 //! These are small runs: they test that the generator counts, checks and reports correctly, not
 //! how fast anything is (BENCHMARKS.md has the figures).
 
+// The one in-process chittyd helper of the workspace, shared with the runtime's own tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{TestServer, start};

@@ -1,8 +1,8 @@
 //! The bench's report: figures for people, and the same as JSON for scripts.
 
 use super::{BenchArgs, Pattern, Seen};
-use crate::ctl::bench::conn::BenchTransport;
-use crate::os::ProcSample;
+use crate::conn::BenchTransport;
+use chitty::os::ProcSample;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::io::{self, Write};

@@ -3,7 +3,7 @@
 //! the five fields it checks straight out of the received bytes instead of decoding each message
 //! into owned strings. Field numbers are those of `ChatMessage` in proto/chitty_chat.proto.
 
-use crate::pb::chat_message::Kind;
+use chitty::pb::chat_message::Kind;
 
 /// `ChatMessage.timestamp` (uint64).
 const TIMESTAMP: u32 = 1;
@@ -198,7 +198,7 @@ fn skip(b: &mut &[u8], field: u32, wire: u64, depth: u32) -> Result<(), WireErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb;
+    use chitty::pb;
     use prost::Message;
 
     fn full() -> pb::ChatMessage {

@@ -1,6 +1,8 @@
 //! chittyctl and the admin service: the real chittyctl binary over a real Unix socket against
 //! chittyd running in-process, plus the Prometheus endpoint over HTTP.
 
+// The one in-process chittyd helper of the workspace, shared with the runtime's own tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use chitty::audit::AuditConfig;

@@ -3,9 +3,10 @@
 //! `--help`, `man chittyd`, what the shell completes and what the conffile lists cannot disagree.
 //!
 //! The output is committed (under `man/` and `packaging/`) so that it can be read and reviewed
-//! and so that packaging needs no build step of its own; `tests/docs.rs` regenerates everything
-//! and fails when a committed file has drifted from the command lines (`CHITTY_UPDATE_DOCS=1`
-//! rewrites them instead).
+//! and so that packaging needs no build step of its own; `cargo run -p chitty-docs` rewrites it,
+//! and the drift test (`tools/docs/tests/docs.rs`) regenerates everything and fails when a
+//! committed file differs from what the command lines give. This is a tool crate (chitty-docs),
+//! not part of the runtime library, so chittyd links no man-page or completion generator.
 //!
 //! A man page is clap_mangen's NAME, SYNOPSIS, DESCRIPTION and OPTIONS, one COMMANDS entry per
 //! subcommand, and the hand-written sections of `man/sections/NAME.roff`: a reader needs the
@@ -13,14 +14,14 @@
 //! DESCRIPTION continues the generated one; every other section follows the options, in the
 //! order of the file.
 
-use crate::client::cli::ChittyCli;
-use crate::config::DaemonArgs;
-use crate::ctl::cli::CtlCli;
+use chitty::client::cli::ChittyCli;
+use chitty::config::DaemonArgs;
+use chittyctl::cli::CtlCli;
 use clap::{ArgAction, Command, CommandFactory};
 use clap_complete::Shell;
 use clap_mangen::Man;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One installed program whose man page and completions come from its clap definition.
 pub struct Program {
@@ -34,27 +35,25 @@ pub struct Program {
     pub sections: &'static str,
 }
 
-/// Every program the package installs: one entry each, with its `man/sections/` file. (chittyctl's
-/// hand-written sections wait in `man/sections/chittyctl.roff` for its entry: section "8",
-/// `<crate::ctl::cli::CtlCli as CommandFactory>::command`.)
+/// Every program the package installs: one entry each, with its `man/sections/` file.
 pub const PROGRAMS: &[Program] = &[
     Program {
         name: "chittyd",
         section: "8",
         command: <DaemonArgs as CommandFactory>::command,
-        sections: include_str!("../man/sections/chittyd.roff"),
+        sections: include_str!("../../../man/sections/chittyd.roff"),
     },
     Program {
         name: "chitty",
         section: "1",
         command: <ChittyCli as CommandFactory>::command,
-        sections: include_str!("../man/sections/chitty.roff"),
+        sections: include_str!("../../../man/sections/chitty.roff"),
     },
     Program {
         name: "chittyctl",
         section: "8",
         command: <CtlCli as CommandFactory>::command,
-        sections: include_str!("../man/sections/chittyctl.roff"),
+        sections: include_str!("../../../man/sections/chittyctl.roff"),
     },
 ];
 
@@ -67,7 +66,7 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// Environment variables the packaged unit (systemd/chitty.service) sets with `Environment=`,
 /// where the service's default differs from chittyd's own. /etc/default/chitty shows these
-/// values; tests/docs.rs checks that the unit sets exactly these.
+/// values; the drift test (tools/docs/tests/docs.rs) checks that the unit sets exactly these.
 pub const UNIT_ENVIRONMENT: &[(&str, &str)] = &[("CHITTY_AUDIT_LOG", "/var/log/chitty/audit.log")];
 
 /// Every generated file: its path relative to the repository root, and its content.
@@ -129,7 +128,7 @@ pub fn man_page(program: &Program) -> String {
         .title(program.name.to_uppercase())
         .section(program.section)
         .date(DATE)
-        .source(format!("chitty {}", env!("CARGO_PKG_VERSION")))
+        .source(format!("chitty {}", version()))
         .manual("chitty manual");
     let mut hand = split_sections(program.sections);
     let mut page = String::from(PREAMBLE);
@@ -365,9 +364,24 @@ fn comment(text: &str) -> String {
     out
 }
 
-/// Writes every generated file under `root` (the repository), creating folders as needed; used by
-/// `CHITTY_UPDATE_DOCS=1 cargo test --test docs`.
-pub fn write_all(root: &std::path::Path) -> std::io::Result<()> {
+/// The chitty package's version, as `chittyd --version` prints it: the one that ships (in the man
+/// pages' footer and the Debian package), whatever this tool crate's own version is.
+pub fn version() -> String {
+    DaemonArgs::command()
+        .get_version()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The repository's root, where the generated files are committed: two levels above this crate.
+pub fn repository_root() -> &'static Path {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().nth(2).unwrap_or(here)
+}
+
+/// Writes every generated file under `root` (the repository), creating folders as needed; what
+/// `cargo run -p chitty-docs` does.
+pub fn write_all(root: &Path) -> std::io::Result<()> {
     for (path, content) in generated() {
         let path = root.join(path);
         if let Some(dir) = path.parent() {
@@ -404,7 +418,7 @@ mod tests {
             name: "chittyctl",
             section: "8",
             command: admin_like,
-            sections: include_str!("../man/sections/chittyctl.roff"),
+            sections: include_str!("../../../man/sections/chittyctl.roff"),
         };
         let page = man_page(&program);
         assert!(page.contains(".SS \"chittyctl users\"\n"), "{page}");

@@ -1,5 +1,9 @@
 //! `chittyctl bench`: a load generator that ships with the product, like `nats bench`.
 //!
+//! A crate of its own (chitty-bench) so that the runtime library, and so chittyd, links none of
+//! what only the generator needs (HDR histograms, a progress bar, its protobuf scanner);
+//! chittyctl depends on it and makes it a subcommand.
+//!
 //! It connects N participants (with bounded concurrency, timing each until its own join or
 //! welcome arrives), lets S of them send for a while, and has every participant receive. Each
 //! message carries its send time; receivers record end-to-end latency in an HDR histogram,
@@ -12,8 +16,8 @@ pub mod conn;
 mod report;
 mod wire;
 
-use crate::os;
-use crate::pb::chat_message::Kind;
+use chitty::os;
+use chitty::pb::chat_message::Kind;
 use conn::{BenchTransport, Receiver};
 use hdrhistogram::Histogram;
 use report::Report;
@@ -451,7 +455,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
 
 /// Each receiver may have this many of the messages in flight waiting for it: half of
 /// chittyd's default backlog, so a closed loop never runs anyone into the slow-consumer rule.
-const IN_FLIGHT_PER_RECEIVER: u64 = crate::hub::HubConfig::DEFAULT_BACKLOG as u64 / 2;
+const IN_FLIGHT_PER_RECEIVER: u64 = chitty::hub::HubConfig::DEFAULT_BACKLOG as u64 / 2;
 
 /// The in-flight window per sender: `--window`, or the deepest one that keeps every receiver's
 /// share at `IN_FLIGHT_PER_RECEIVER`.
@@ -638,8 +642,8 @@ mod tests {
         assert_eq!(p.len(), 50);
         assert_eq!(sent_ns(&p, 77), Some(0x1234_5678_9abc));
         assert_eq!(sent_ns(&p, 78), None, "another run's message");
-        assert!(crate::hub::rules::check_text(&p).is_ok());
+        assert!(chitty::hub::rules::check_text(&p).is_ok());
         let p = payload(u64::MAX, 9999, u64::MAX, u32::MAX, 32);
-        assert!(p.len() <= 128 && crate::hub::rules::check_text(&p).is_ok());
+        assert!(p.len() <= 128 && chitty::hub::rules::check_text(&p).is_ok());
     }
 }

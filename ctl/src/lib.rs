@@ -1,10 +1,14 @@
 //! chittyctl: the admin client. Connects to chittyd's admin socket, runs one call, and prints the
-//! answer for people (aligned text) or scripts (`--json`, stable field names).
+//! answer for people (aligned text) or scripts (`--json`, stable field names). `chittyctl bench`
+//! hands over to the load generator, the chitty-bench crate.
+//!
+//! A package of its own beside the runtime library: it depends on the generator, which depends on
+//! the library, so chittyd links neither.
 
-pub mod bench;
 pub mod cli;
 
-use crate::pb::admin::{self as pb, admin_client::AdminClient};
+use chitty::pb::admin::{self as pb, admin_client::AdminClient};
+use chitty_bench as bench;
 use cli::{CtlCli, CtlCommand};
 use hyper_util::rt::TokioIo;
 use serde_json::json;

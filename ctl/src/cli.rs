@@ -1,7 +1,7 @@
-//! chittyctl's command line, in the library so its man page and completions come from the same
-//! definition.
+//! chittyctl's command line, in the library so its man page and completions (chitty-docs) come
+//! from the same definition.
 
-use crate::config::DEFAULT_ADMIN_SOCKET;
+use chitty::config::DEFAULT_ADMIN_SOCKET;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub enum CtlCommand {
     /// Load-test a chittyd over its chat port (not the admin socket): connect N participants,
     /// let S send, measure deliveries, latency, ordering, losses, and with --server-pid the
     /// server's CPU per delivery and memory per connection.
-    Bench(crate::ctl::bench::BenchArgs),
+    Bench(chitty_bench::BenchArgs),
 }
 
 #[cfg(test)]
