@@ -4,7 +4,7 @@
 
 use chitty::audit::Auditor;
 use chitty::clock::LamportClock;
-use chitty::hub::outbox::OutboxReader;
+use chitty::hub::outbox::{MAX_RUN_BYTES, OutboxReader};
 use chitty::hub::wire::Delivery;
 use chitty::hub::{Event, Hub, HubConfig, SessionHandle, Transport};
 use chitty::pb::chat_message::Kind;
@@ -50,7 +50,7 @@ fn drain(readers: &mut [OutboxReader]) {
     let mut chunk = Vec::with_capacity(64 * 1024);
     for r in readers {
         while r
-            .poll_take(&mut cx, |frame| chunk.extend_from_slice(frame))
+            .poll_take(&mut cx, MAX_RUN_BYTES, |frame| chunk.extend_from_slice(frame))
             .is_ready()
             && !chunk.is_empty()
         {

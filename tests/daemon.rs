@@ -547,7 +547,10 @@ async fn a_full_disk_loses_audit_records_counted_never_a_torn_line_and_chat_goes
     let tried = (1 + BEFORE + WHILE_FULL) as u64;
     let deadline = Instant::now() + PATIENCE;
     while audit.written() + audit.lost() < tried {
-        assert!(Instant::now() < deadline, "the writer never got through the records");
+        assert!(
+            Instant::now() < deadline,
+            "the writer never got through the records"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 

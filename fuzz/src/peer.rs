@@ -2,7 +2,7 @@
 //! end of its outbox (what its writer drains), with everything it has received so far.
 
 use crate::frame::{self, Frame};
-use chitty::hub::outbox::{Ending, OutboxReader, Taken};
+use chitty::hub::outbox::{Ending, MAX_RUN_BYTES, OutboxReader, Taken};
 use chitty::hub::{Hub, SessionHandle, Transport};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -63,7 +63,7 @@ impl Peer {
             let mut batch = Vec::new();
             match self
                 .reader
-                .poll_take(&mut cx, |frame| batch.push(frame.clone()))
+                .poll_take(&mut cx, MAX_RUN_BYTES, |frame| batch.push(frame.clone()))
             {
                 Poll::Ready(Taken::Frames) => {
                     assert!(

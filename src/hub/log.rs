@@ -144,14 +144,15 @@ impl RoomLog {
     }
 
     /// Hands entries `from..until` (at most `max`) in order to `visit` with their sequence
-    /// numbers, under one read lock. Returns where it stopped.
+    /// numbers, under one read lock, until `visit` declines one (returns false). Returns where
+    /// it stopped: the first entry not taken.
     pub(crate) fn read(
         &self,
         from: u64,
         until: u64,
         max: u64,
         form: Form,
-        mut visit: impl FnMut(u64, &Bytes),
+        mut visit: impl FnMut(u64, &Bytes) -> bool,
     ) -> Result<u64, Overrun> {
         let end = until.min(from.saturating_add(max));
         if end <= from {
@@ -169,7 +170,9 @@ impl RoomLog {
                 Form::Grpc => &entry.grpc,
                 Form::Json => &entry.json,
             };
-            visit(seq, frame);
+            if !visit(seq, frame) {
+                return Ok(seq);
+            }
         }
         Ok(end)
     }
@@ -181,7 +184,10 @@ mod tests {
 
     fn collect(log: &RoomLog, from: u64, until: u64, max: u64) -> Result<(u64, Vec<u8>), Overrun> {
         let mut got = Vec::new();
-        let end = log.read(from, until, max, Form::Grpc, |_, b| got.push(b[0]))?;
+        let end = log.read(from, until, max, Form::Grpc, |_, b| {
+            got.push(b[0]);
+            true
+        })?;
         Ok((end, got))
     }
 

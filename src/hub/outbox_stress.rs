@@ -5,7 +5,7 @@
 //! writer has caught up, which a writer asleep through a lost wake-up would not do in time.
 
 use super::log::{Form, RoomLog};
-use super::outbox::{Ending, Taken, outbox};
+use super::outbox::{Ending, MAX_RUN_BYTES, Taken, outbox};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,7 +67,7 @@ fn writers_on_many_threads_get_every_frame_in_order_and_no_wake_up_is_lost() {
             let mut cx = Context::from_waker(&waker);
             let mut got: Vec<String> = Vec::new();
             loop {
-                let taken = rx.poll_take(&mut cx, |f| {
+                let taken = rx.poll_take(&mut cx, MAX_RUN_BYTES, |f| {
                     if f.starts_with(b"b") {
                         seen.fetch_add(1, Ordering::SeqCst);
                     }

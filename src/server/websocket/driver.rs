@@ -4,7 +4,7 @@
 
 use super::codec::{self, Decoder, Message, ReadError};
 use super::protocol::{close_of, handle_text};
-use crate::hub::outbox::{OutboxReader, Taken};
+use crate::hub::outbox::{MAX_RUN_BYTES, OutboxReader, Taken};
 use crate::hub::{Event, Hub, SessionError, SessionHandle, Transport};
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -35,9 +35,10 @@ const READS_PER_TURN: usize = 8;
 /// the client's input is not read either, so its own socket pushes back.
 const PAUSE_READING: usize = 64 * 1024;
 
-/// A write buffer that grew past this for a burst is freed once it has been written, rather
-/// than kept by an idle connection.
-const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// A connection that has nothing more to write keeps a write buffer of at most this size: a
+/// burst (a join or leave storm) grows every buffer to a run, and ten thousand idle users must
+/// not each keep one.
+const IDLE_WRITE_BUFFER: usize = 2 * 1024;
 
 /// One WebSocket user, from upgrade to close.
 pub(super) async fn serve<IO>(
@@ -183,11 +184,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
         self.stall = None;
         self.sent = 0;
-        if self.out.capacity() > KEEP_WRITE_BUFFER {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        self.out.clear();
         Poll::Ready(Ok(()))
     }
 
@@ -277,7 +274,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let out = &mut self.out;
         match self
             .reader
-            .poll_take(cx, |frame| codec::put_text(out, frame))
+            .poll_take(cx, MAX_RUN_BYTES, |frame| codec::put_text(out, frame))
         {
             Poll::Ready(Taken::Frames) => Poll::Ready(()),
             Poll::Ready(Taken::Ended(ending)) => {
@@ -286,7 +283,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 self.phase = Phase::Closing;
                 Poll::Ready(())
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if self.out.is_empty() && self.out.capacity() > IDLE_WRITE_BUFFER {
+                    self.out = Vec::new();
+                }
+                Poll::Pending
+            }
         }
     }
 }

@@ -18,6 +18,8 @@
 //! session through [`SessionHandle::violation`], as on WebSocket: counted, audited, its leave
 //! announced, and the client told why. A stream the client cancels or resets is a disconnect.
 
+mod in_flight;
+
 use crate::hub::outbox::{Ending, OutboxReader, Taken};
 use crate::hub::{Event, Flow, Hub, SessionError, SessionHandle, Transport};
 use crate::pb::{self, chat_event};
@@ -25,6 +27,7 @@ use crate::server::ConnInfo;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::Frame;
+use in_flight::{AllInFlight, InFlight};
 use prost::Message;
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +41,7 @@ use tonic::{Status, Streaming};
 /// Events read from one participant per poll before its writes get a turn.
 const EVENTS_PER_POLL: usize = 32;
 
+/// How much a writer may have in hyper's and h2's hands: one run.
 /// A small decode buffer: an idle participant should cost little memory, and events are tiny.
 fn buffers() -> BufferSettings {
     BufferSettings::new(512, 32 * 1024)
@@ -54,12 +58,18 @@ const ACCEPT_ENCODING: &str = "gzip,identity";
 pub struct ChatService {
     hub: Arc<Hub>,
     max_frame: usize,
+    /// What every participant's writer together has in hyper's and h2's hands.
+    in_flight: Arc<AllInFlight>,
 }
 
 impl ChatService {
     /// Serves the hub; incoming frames larger than `max_frame` bytes are refused.
     pub fn new(hub: Arc<Hub>, max_frame: usize) -> Self {
-        ChatService { hub, max_frame }
+        ChatService {
+            hub,
+            max_frame,
+            in_flight: Arc::default(),
+        }
     }
 }
 
@@ -111,6 +121,7 @@ impl ChatService {
             max_frame: self.max_frame,
             session,
             reader,
+            in_flight: InFlight::new(&self.in_flight),
             finished: false,
         };
         let mut response = http::Response::new(tonic::body::Body::new(body));
@@ -212,6 +223,7 @@ pub struct ParticipantBody {
     max_frame: usize,
     session: SessionHandle,
     reader: OutboxReader,
+    in_flight: Arc<InFlight>,
     finished: bool,
 }
 
@@ -269,16 +281,21 @@ impl http_body::Body for ParticipantBody {
                 this.session.violation(SessionError::JoinTimeout(deadline));
             }
         }
-        // Everything ready goes out as one chunk, each frame behind its gRPC header.
+        let Some(budget) = this.in_flight.budget(cx) else {
+            return Poll::Pending;
+        };
+        // A run goes out as one chunk, each frame behind its gRPC header.
         let mut chunk = BytesMut::new();
-        let taken = this.reader.poll_take(cx, |frame| {
+        let taken = this.reader.poll_take(cx, budget, |frame| {
             chunk.reserve(frame.len() + 5);
             chunk.put_u8(0); // not compressed
             chunk.put_u32(frame.len() as u32);
             chunk.put_slice(frame);
         });
         match taken {
-            Poll::Ready(Taken::Frames) => Poll::Ready(Some(Ok(Frame::data(chunk.freeze())))),
+            Poll::Ready(Taken::Frames) => {
+                Poll::Ready(Some(Ok(Frame::data(this.in_flight.hand_over(chunk)))))
+            }
             Poll::Ready(Taken::Ended(ending)) => {
                 this.finished = true;
                 let status = match ending {
