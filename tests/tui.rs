@@ -343,7 +343,7 @@ async fn a_person_chats_full_screen_with_a_line_mode_client() {
     alice.type_text("/users").await;
     alice.press(&["Enter"]).await;
     alice
-        .wait_for("This server does not offer the list of participants.")
+        .wait_for("Seen since you joined: alice #1, bob #2 (2 online in all).")
         .await;
 
     // A narrower terminal wraps the messages again, between words.

@@ -1,5 +1,6 @@
 //! chittyd: the Chitty-Chat server daemon.
 
+use chitty::audit::AUDIT_TARGET;
 use chitty::config::DaemonArgs;
 use chitty::server::Server;
 use clap::Parser;
@@ -28,6 +29,12 @@ fn main() -> ExitCode {
 
 fn init_logging(args: &DaemonArgs) {
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Audit records sent to the journal are events on their own target: they are the trail,
+    // not logs, so `--log warn` must not filter them out.
+    let filter = match format!("{AUDIT_TARGET}=info").parse() {
+        Ok(audit) => filter.add_directive(audit),
+        Err(_) => filter,
+    };
     let registry = tracing_subscriber::registry().with(filter);
     if args.journal() {
         match tracing_journald::layer() {

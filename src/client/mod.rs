@@ -60,9 +60,6 @@ pub enum ClientError {
     /// The terminal could not be set up, read or drawn on.
     #[error("terminal: {0}")]
     Terminal(#[source] std::io::Error),
-    /// The server does not offer something the client asked for.
-    #[error("the server does not offer {0}")]
-    Unsupported(&'static str),
     /// The server announced its shutdown and ended the stream: a restart, worth reconnecting.
     #[error("the server shut down")]
     ServerStopped,
@@ -241,15 +238,6 @@ pub struct ReceiveHalf {
     stopping: bool,
 }
 
-/// A participant as a list of users shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserEntry {
-    /// The id to send direct messages to.
-    pub id: u64,
-    /// The username.
-    pub username: String,
-}
-
 impl Participant {
     /// Connects to `server` and joins as `username`, with a new Lamport clock.
     pub async fn join(server: &ServerAddr, username: &str) -> Result<Participant, ClientError> {
@@ -394,15 +382,6 @@ impl SendHalf {
             username: self.username.clone(),
         }))
         .await
-    }
-
-    /// The participants online, as the server lists them.
-    ///
-    /// The Chat service has no such call; listing participants belongs to the admin service,
-    /// which chittyd does not serve yet, so this reports that it is unsupported. Callers (the
-    /// full-screen UI's `/users`) go through here so that they need no change once it exists.
-    pub async fn users(&self) -> Result<Vec<UserEntry>, ClientError> {
-        Err(ClientError::Unsupported("the list of participants"))
     }
 }
 

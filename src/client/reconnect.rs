@@ -155,7 +155,6 @@ pub fn classify(err: &ClientError) -> Verdict {
         | ClientError::Io(_)
         | ClientError::Log { .. }
         | ClientError::Terminal(_)
-        | ClientError::Unsupported(_)
         | ClientError::Ca { .. }
         | ClientError::GaveUp { .. } => Verdict::GiveUp,
     }

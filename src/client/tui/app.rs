@@ -8,7 +8,7 @@ use super::command::{self, Command, HELP};
 use super::input::Input;
 use super::pane::{Entry, Pane, Tone};
 use crate::client::reconnect::{Queue, Retry};
-use crate::client::{ClientError, UserEntry, is_own_join, printable};
+use crate::client::{ClientError, is_own_join, printable};
 use crate::pb::{self, chat_message::Kind};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::BTreeMap;
@@ -252,37 +252,20 @@ impl App {
         self.pane.push(entry);
     }
 
-    /// The answer to `/users`: the server's list, or, while the server offers none, the
-    /// participants seen here.
-    pub fn users(&mut self, answer: Result<Vec<UserEntry>, ClientError>) {
-        let list = |names: Vec<String>| {
-            if names.is_empty() {
-                "nobody".to_owned()
-            } else {
-                names.join(", ")
-            }
+    /// The answer to `/users`: the chat protocol has no list of participants, so it is the
+    /// participants seen since joining, and the room's size from the last notice.
+    fn users(&mut self) {
+        let seen: Vec<_> = self.roster.keys().map(|&id| self.who(id)).collect();
+        let seen = if seen.is_empty() {
+            "nobody".to_owned()
+        } else {
+            seen.join(", ")
         };
-        match answer {
-            Ok(users) => {
-                let names = users
-                    .iter()
-                    .map(|u| format!("{} #{}", printable(&u.username), u.id))
-                    .collect();
-                self.info(format!("Online ({}): {}", users.len(), list(names)));
-            }
-            Err(ClientError::Unsupported(what)) => {
-                let seen = self.roster.keys().map(|&id| self.who(id)).collect();
-                let online = self
-                    .online
-                    .map(|n| format!(" ({n} online in all)"))
-                    .unwrap_or_default();
-                self.info(format!(
-                    "This server does not offer {what}. Seen since you joined: {}{online}.",
-                    list(seen)
-                ));
-            }
-            Err(e) => self.error(format!("/users failed: {e}")),
-        }
+        let online = self
+            .online
+            .map(|n| format!(" ({n} online in all)"))
+            .unwrap_or_default();
+        self.info(format!("Seen since you joined: {seen}{online}."));
     }
 
     /// The status line's two parts: facts on the left, a hint on the right.
@@ -353,6 +336,11 @@ impl App {
             Ok(Some(Command::Quit)) => Outcome::Quit,
             Ok(Some(Command::Help)) => {
                 HELP.iter().for_each(|line| self.info(*line));
+                self.pane.to_bottom();
+                Outcome::Nothing
+            }
+            Ok(Some(Command::Users)) => {
+                self.users();
                 self.pane.to_bottom();
                 Outcome::Nothing
             }

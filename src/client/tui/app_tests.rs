@@ -1,7 +1,6 @@
 //! The full-screen client's state, driven by keys and messages as the event loop drives it.
 
 use super::*;
-use crate::client::UserEntry;
 use crossterm::event::{KeyEventState, KeyModifiers};
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -122,7 +121,6 @@ fn commands_that_need_the_server_go_to_the_loop() {
             text: "psst".into()
         })
     );
-    assert_eq!(type_line(&mut app, "/users"), Outcome::Run(Command::Users));
 }
 
 #[test]
@@ -221,7 +219,7 @@ fn control_characters_from_the_network_never_reach_the_pane() {
     evil.sender_id = 9;
     app.on_message(&evil);
     app.on_message(&join(4, "x\u{1b}[5m", 9, 2));
-    app.users(Err(ClientError::Unsupported("the list of participants")));
+    app.users();
     app.sent_direct(9, "ok", 5);
     for entry in app.pane.entries() {
         let text = entry.text();
@@ -241,21 +239,17 @@ fn sent_direct_messages_are_shown_with_the_recipient() {
 }
 
 #[test]
-fn users_says_when_the_server_offers_no_list_and_shows_who_was_seen() {
+fn users_lists_who_was_seen_without_asking_the_server() {
     let mut app = connected();
+    assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
+    assert_eq!(last(&app).text(), "Seen since you joined: nobody.");
     app.on_message(&join(2, "bob", 1, 1));
     app.on_message(&join(4, "alice", 2, 2));
-    app.users(Err(ClientError::Unsupported("the list of participants")));
+    assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
     assert_eq!(
         last(&app).text(),
-        "This server does not offer the list of participants. \
-         Seen since you joined: bob #1, alice #2 (2 online in all)."
+        "Seen since you joined: bob #1, alice #2 (2 online in all)."
     );
-    app.users(Ok(vec![UserEntry {
-        id: 1,
-        username: "bob".into(),
-    }]));
-    assert_eq!(last(&app).text(), "Online (1): bob #1");
 }
 
 #[test]
@@ -298,12 +292,6 @@ fn server_errors_read_as_words_in_the_pane_and_the_status() {
         app.status()
             .0
             .contains("disconnected: the server ended the session")
-    );
-    let refused = ClientError::Unsupported("a test");
-    app.ended(Some(&refused));
-    assert_eq!(
-        last(&app).text(),
-        "Disconnected: the server does not offer a test. Esc leaves."
     );
     let unreachable = ClientError::Address("x y".into(), "is it there?".into());
     app.ended(Some(&unreachable));
@@ -354,8 +342,9 @@ fn a_lost_connection_shows_in_the_status_and_queues_what_is_typed() {
 
     assert_eq!(type_line(&mut app, "hello again"), Outcome::Nothing);
     assert_eq!(last(&app).text(), "Queued: sent once reconnected.");
+    // The list is what this client has seen, so it answers while disconnected too.
     assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
-    assert!(last(&app).text().starts_with("Not sent: not connected"));
+    assert!(last(&app).text().starts_with("Seen since you joined:"));
 
     // The stream is open again, but nothing goes before we are back in the room, and nothing
     // typed now overtakes what waits.

@@ -17,7 +17,7 @@ pub enum Command {
         /// What to send.
         text: String,
     },
-    /// `/users`: who is online.
+    /// `/users`: the participants seen since joining, and how many are online.
     Users,
     /// `/help`: what can be typed.
     Help,
@@ -42,7 +42,7 @@ pub enum CommandError {
 pub const HELP: &[&str] = &[
     "Enter sends the line to everyone.",
     "/msg ID text  sends a direct message to participant ID (ids are shown as #N).",
-    "/users        lists who is online.",
+    "/users        lists who was seen, and how many are online.",
     "/quit, Esc or Ctrl-C leaves the chat.",
     "Left/Right, Home/End, Backspace/Delete edit; Ctrl-U and Ctrl-K cut before and after the cursor.",
     "Up/Down recall what you sent; PageUp/PageDown scroll the messages.",

@@ -234,12 +234,8 @@ async fn run_command(app: &mut App, session: &Session, cmd: Command) {
             .direct(*to, text)
             .await
             .map(|at| app.sent_direct(*to, text, at)),
-        Command::Users => {
-            app.users(me.users().await);
-            Ok(())
-        }
         // Handled by the state itself; never asked of the loop.
-        Command::Help | Command::Quit => Ok(()),
+        Command::Help | Command::Users | Command::Quit => Ok(()),
     };
     if let Err(e) = sent {
         app.error(format!("Not sent: {e}."));
