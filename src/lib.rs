@@ -1,20 +1,25 @@
 //! chitty: a chat service with Lamport-ordered broadcast.
 //!
-//! Module map:
-//! - [`clock`]: the Lamport clock (one atomic, CAS updates).
-//! - [`hub`]: the transport-free core: sessions, validation, sequencing, fan-out into bounded
-//!   per-participant outboxes. Only the hub decides.
-//! - [`audit`]: the JSON-lines audit trail, fed by the hub in Lamport order.
-//! - [`server`]: chittyd's listeners and transports (`chat` gRPC, shutdown glue).
-//! - [`systemd`]: sd_notify and journald integration.
-//! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode and the
-//!   full-screen terminal UI (`client::tui`).
-//! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
+//! Module map (lower modules never import upper ones):
+//! - [`metric`]: the one snapshot type every figure is added to (name, help, kind, value), and
+//!   the fan-out histogram. Imports nothing from chitty.
 //! - [`throttle`]: one log line per period with a count of what was held back (the accept path
 //!   and the audit writer).
-//! - [`metrics`]: Prometheus exposition of the hub's counters.
-//! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`clock`]: the Lamport clock (one atomic, CAS updates).
 //! - [`pb`]: the generated protobuf code.
+//! - [`audit`]: the JSON-lines audit trail and its journal entries, written by a thread of its
+//!   own, fed by the hub in Lamport order.
+//! - [`hub`]: the transport-free core: sessions, validation, sequencing, fan-out through the
+//!   room log into bounded per-participant outboxes. Only the hub decides.
+//! - [`systemd`]: sd_notify, the watchdog, journald detection.
+//! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
+//! - [`server`]: chittyd's edge: the accept loop that owns every connection's task, the
+//!   transports (`chat` gRPC, `websocket`), the admin service, the metrics endpoint, and the
+//!   one shutdown sequence.
+//! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode and the
+//!   full-screen terminal UI (`client::tui`). It imports nothing from `server` or `hub`: what it
+//!   needs to know (a restart, an id) travels on the wire.
 //!
 //! This package holds the runtime library and the thin binaries `chittyd` and `chitty`. The
 //! tools are packages of their own in the workspace, so chittyd links none of their
