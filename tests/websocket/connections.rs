@@ -92,7 +92,7 @@ async fn a_websocket_peer_that_stops_answering_pings_leaves() {
     // The socket joins the room and then never reads or writes again: no pongs.
     let _silent = http::websocket(server.addr, "/?username=ghost", None).await;
     chat.alice.until_joined("ghost").await;
-    // Silent through two whole periods, it is gone at the third ping.
+    // Silent through two whole periods (two pings unanswered), it is gone at the third tick.
     tokio::time::advance(3 * KEEPALIVE + TICK).await;
     let m = chat
         .alice
