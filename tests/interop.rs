@@ -2,12 +2,12 @@
 //! proto/ at test time) against a real chittyd. `bash tests/run` sets up the Python venv;
 //! CHITTY_PYTHON names its interpreter.
 
-mod common;
-
 use chitty::pb::chat_message::Kind;
-use common::start_default;
+use chitty::server::ServerConfig;
+use chitty_testkit::{PATIENCE, config, start, start_default};
 use std::path::PathBuf;
 use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// The venv's Python; a missing venv fails the test with the command that makes it.
 pub fn python() -> PathBuf {
@@ -29,7 +29,6 @@ type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>
 /// Runs `tests/interop/SCRIPT ADDR` with the venv's Python; its standard output is read line by
 /// line, its standard error goes to the test's.
 fn python_script(script: &str, addr: std::net::SocketAddr) -> (tokio::process::Child, Lines) {
-    use tokio::io::AsyncBufReadExt;
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = tokio::process::Command::new(python())
         .arg(format!("{root}/tests/interop/{script}"))
@@ -84,10 +83,9 @@ async fn python_participant_chats(extra: &[&str]) {
         )
     );
 
-    let out = tokio::time::timeout(common::PATIENCE, async {
+    let out = tokio::time::timeout(PATIENCE, async {
         let mut stdout = String::new();
         let mut stderr = String::new();
-        use tokio::io::AsyncReadExt;
         child
             .stdout
             .take()
@@ -114,14 +112,13 @@ async fn python_participant_chats(extra: &[&str]) {
 
 #[tokio::test]
 async fn python_checks_health_and_reflection() {
-    use chitty::server::ServerConfig;
-    let server = common::start(ServerConfig {
+    let server = start(ServerConfig {
         shutdown_grace: std::time::Duration::from_secs(1),
-        ..common::config()
+        ..config()
     })
     .await;
     let (mut child, mut lines) = python_script("health_reflection.py", server.addr);
-    let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
+    let first = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
         .expect("python health check hung")
         .unwrap();
@@ -132,13 +129,13 @@ async fn python_checks_health_and_reflection() {
     );
     // While shutting down, the health service says NOT_SERVING to the open watch.
     server.stop.cancel();
-    let next = tokio::time::timeout(common::PATIENCE, lines.next_line())
+    let next = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
         .expect("no NOT_SERVING")
         .unwrap();
     assert_eq!(next.as_deref(), Some("NOT_SERVING"));
     assert!(child.wait().await.unwrap().success());
-    tokio::time::timeout(common::PATIENCE, server.task)
+    tokio::time::timeout(PATIENCE, server.task)
         .await
         .unwrap()
         .unwrap();
@@ -150,7 +147,7 @@ async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
     let server = start_default().await;
     let mut rusty = server.join("rusty").await;
     let (mut child, mut lines) = python_script("ws_direct.py", server.addr);
-    let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
+    let first = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
         .expect("python did not connect")
         .unwrap()
@@ -166,7 +163,7 @@ async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
     let reply = rusty.until(|m| m.kind == Kind::Direct as i32).await;
     assert_eq!(reply.message, "pong from python");
     assert_eq!(reply.sender_id, id);
-    let done = tokio::time::timeout(common::PATIENCE, lines.next_line())
+    let done = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
         .unwrap()
         .unwrap();

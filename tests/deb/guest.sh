@@ -113,7 +113,7 @@ equal "audit.log" "$(stat -c '%a %U %G' /var/log/chitty/audit.log)" "640 chitty 
 ## Two line-mode clients chat through the service
 # Each reads its input from a fifo that this script holds open, so lines can be fed one by one.
 # --no-reconnect: this test checks that a client ends when the service stops; reconnecting
-# across a restart has its own tests (tests/cli.rs, tests/tui.rs).
+# across a restart has its own tests (tests/process/cli.rs, tests/tui/).
 start_client() { # NAME FD PORT
     mkfifo "/tmp/$1.in"
     chitty chat -u "$1" -H "127.0.0.1:$3" --no-log --no-reconnect <"/tmp/$1.in" >"/tmp/$1.out" 2>"/tmp/$1.err" &

@@ -3,17 +3,14 @@
 //! These are small runs: they test that the generator counts, checks and reports correctly, not
 //! how fast anything is (BENCHMARKS.md has the figures).
 
-// The one in-process chittyd helper of the workspace, shared with the runtime's own tests.
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
-use common::{TestServer, start};
+use crate::CHITTYCTL;
+use chitty_testkit::{TestServer, config, start};
 use serde_json::Value;
 
 /// Runs the real chittyctl bench against `server` with `args` (split at spaces) and returns its
 /// exit code, report and stderr.
 async fn bench(server: &TestServer, args: &str) -> (i32, Value, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chittyctl"))
+    let out = tokio::process::Command::new(CHITTYCTL)
         .args(["--json", "bench", "--target", &server.addr.to_string()])
         .args(["--server-pid", &std::process::id().to_string()])
         .args(["--drain-timeout", "5s"])
@@ -53,7 +50,7 @@ fn assert_clean(r: &Value, senders_sent_something: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_broadcast_counts_every_delivery_and_checks_the_order() {
-    let server = start(common::config()).await;
+    let server = start(config()).await;
     let (code, r, err) = bench(&server, "--clients 8 --senders 3 --duration 1s").await;
     assert_eq!(code, 0, "{err}");
     assert_clean(&r, true);
@@ -64,7 +61,7 @@ async fn grpc_broadcast_counts_every_delivery_and_checks_the_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_room_and_direct_messages() {
-    let server = start(common::config()).await;
+    let server = start(config()).await;
     for pattern in ["broadcast", "direct"] {
         let (code, r, err) = bench(
             &server,
@@ -84,7 +81,7 @@ async fn websocket_room_and_direct_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_senders_send_what_they_planned() {
-    let server = start(common::config()).await;
+    let server = start(config()).await;
     let (code, r, err) = bench(&server, "--clients 4 --senders 2 --rate 20 --duration 1s").await;
     assert_eq!(code, 0, "{err}");
     assert_clean(&r, true);
@@ -98,7 +95,7 @@ async fn paced_senders_send_what_they_planned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_participants_are_cut_off_and_nobody_else_loses_anything() {
-    let mut config = common::config();
+    let mut config = config();
     config.hub.backlog = 64;
     let server = start(config).await;
     let (code, r, err) = bench(
@@ -113,7 +110,7 @@ async fn stalled_participants_are_cut_off_and_nobody_else_loses_anything() {
 
 #[tokio::test]
 async fn impossible_options_are_refused_with_a_reason() {
-    let server = start(common::config()).await;
+    let server = start(config()).await;
     let (code, _, err) = bench(&server, "--clients 2 --senders 3").await;
     assert_ne!(code, 0);
     assert!(err.contains("--senders cannot exceed --clients"), "{err}");
@@ -124,11 +121,11 @@ async fn impossible_options_are_refused_with_a_reason() {
 
 #[tokio::test]
 async fn an_unreachable_target_is_an_error_not_a_report() {
-    let server = start(common::config()).await;
+    let server = start(config()).await;
     let addr = server.addr;
     server.stop.cancel();
     let _ = server.task.await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chittyctl"))
+    let out = tokio::process::Command::new(CHITTYCTL)
         .args(["bench", "--target", &addr.to_string(), "--clients", "1"])
         .args(["--senders", "0", "--duration", "1s"])
         .output()

@@ -1,109 +1,40 @@
-//! The one helper every integration test uses: chittyd in-process on an ephemeral port, and
-//! plain gRPC clients built from the generated code.
-#![allow(dead_code)]
+//! gRPC participants: [`Raw`], driven event by event through the generated tonic client, and
+//! [`Bystanders`], two of them who keep chatting while a test plays an attacker.
 
-pub mod daemon;
-
-use chitty::hub::Hub;
+use crate::{PATIENCE, TestServer};
 use chitty::pb::{self, chat_client::ChatClient, chat_event, chat_message::Kind};
-use chitty::server::stats::EdgeStats;
-use chitty::server::{Server, ServerConfig};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
-
-/// A WebSocket client connection (tokio-tungstenite).
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// How long a test waits for something that should happen at once.
-pub const PATIENCE: Duration = Duration::from_secs(10);
-
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub admin: Option<std::path::PathBuf>,
-    pub metrics: Option<SocketAddr>,
-    pub hub: Arc<Hub>,
-    pub edge: Arc<EdgeStats>,
-    pub stop: CancellationToken,
-    pub task: JoinHandle<()>,
-}
-
-/// Starts chittyd on 127.0.0.1:0 with `config` (its `listen` is overridden).
-pub async fn start(mut config: ServerConfig) -> TestServer {
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(config).await.expect("bind chittyd");
-    let addr = server.local_addr();
-    let admin = server.admin_socket().map(|p| p.to_owned());
-    let metrics = server.metrics_addr();
-    let hub = Arc::clone(server.hub());
-    let edge = Arc::clone(server.edge_stats());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(server.run(stop.clone()));
-    TestServer {
-        addr,
-        admin,
-        metrics,
-        hub,
-        edge,
-        stop,
-        task,
-    }
-}
-
-/// The server's defaults, minus the per-session rate limit: most tests send bursts that are
-/// not what they test. Tests of the limits set them explicitly.
-pub fn config() -> ServerConfig {
-    let mut config = ServerConfig::default();
-    config.hub.rate = None;
-    config
-}
-
-pub async fn start_default() -> TestServer {
-    start(config()).await
-}
-
-impl TestServer {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops the server and waits until it has shut down completely.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("chittyd did not shut down in time")
-            .expect("chittyd task panicked");
-    }
-
-    /// Opens a Broadcast stream without joining.
-    pub async fn open(&self) -> Raw {
-        Raw::open(&self.url()).await
-    }
-
-    /// Opens a stream, joins as `name`, and reads up to its own join notice.
-    pub async fn join(&self, name: &str) -> Raw {
-        let mut raw = self.open().await;
-        raw.send_join(name).await;
-        raw.id = raw.until_joined(name).await.sender_id;
-        raw
-    }
-}
 
 /// A participant driven event by event through the generated tonic client.
 pub struct Raw {
+    /// The request stream; `None` half-closes it (or, for a stream fed otherwise, means the
+    /// test sends through its own sender).
     pub tx: Option<mpsc::Sender<pb::ChatEvent>>,
+    /// The response stream.
     pub rx: tonic::Streaming<pb::ChatMessage>,
+    /// The participant's id, from its join notice (0 until it joined through [`TestServer::join`]).
     pub id: u64,
+    /// The participant's Lamport clock: ticks on each send, follows what it receives.
     pub clock: u64,
 }
 
 impl Raw {
+    /// A participant reading `rx` and sending on `tx`, for streams a test opens its own way
+    /// (another codec, a header set by hand, a socket of its own).
+    pub fn new(
+        tx: Option<mpsc::Sender<pb::ChatEvent>>,
+        rx: tonic::Streaming<pb::ChatMessage>,
+    ) -> Raw {
+        Raw {
+            tx,
+            rx,
+            id: 0,
+            clock: 0,
+        }
+    }
+
+    /// Opens a Broadcast stream on a connection of its own to `url`.
     pub async fn open(url: &str) -> Raw {
         let mut client = ChatClient::connect(url.to_owned()).await.expect("connect");
         let (tx, rx) = mpsc::channel(1024);
@@ -112,14 +43,10 @@ impl Raw {
             .await
             .expect("open Broadcast")
             .into_inner();
-        Raw {
-            tx: Some(tx),
-            rx: stream,
-            id: 0,
-            clock: 0,
-        }
+        Raw::new(Some(tx), stream)
     }
 
+    /// Sends an event stamped with the next tick of the participant's clock.
     pub async fn send(&mut self, event: Option<chat_event::Event>) {
         self.clock += 1;
         let ev = pb::ChatEvent {
@@ -129,12 +56,14 @@ impl Raw {
         self.send_raw(ev).await;
     }
 
+    /// Sends `ev` as it is.
     pub async fn send_raw(&mut self, ev: pb::ChatEvent) {
         let tx = self.tx.as_ref().expect("stream already closed by the test");
         // The server may already have ended the stream; that is for the test to observe.
         let _ = tx.send(ev).await;
     }
 
+    /// Sends a join as `name`.
     pub async fn send_join(&mut self, name: &str) {
         self.send(Some(chat_event::Event::Join(chat_event::UserJoin {
             username: name.into(),
@@ -142,6 +71,7 @@ impl Raw {
         .await;
     }
 
+    /// Sends a message under `name` (another's, to test impersonation; `""` means "me").
     pub async fn say_as(&mut self, name: &str, text: &str) {
         self.send(Some(chat_event::Event::Message(chat_event::ChatMessage {
             username: name.into(),
@@ -151,6 +81,7 @@ impl Raw {
         .await;
     }
 
+    /// Sends a leave under `name`.
     pub async fn leave_as(&mut self, name: &str) {
         self.send(Some(chat_event::Event::Leave(chat_event::UserLeave {
             username: name.into(),
@@ -169,6 +100,7 @@ impl Raw {
         Ok(msg)
     }
 
+    /// The next message, failing the test on an error or the end of the stream.
     pub async fn expect_msg(&mut self) -> pb::ChatMessage {
         match self.next().await {
             Ok(Some(m)) => m,
@@ -213,5 +145,68 @@ impl Raw {
                 return m;
             }
         }
+    }
+}
+
+/// Two participants who chat throughout a test: alice speaks, bob listens. Whatever an attacker
+/// does meanwhile, every message alice said must reach bob, in order.
+pub struct Bystanders {
+    /// The speaker.
+    pub alice: Raw,
+    /// The listener.
+    pub bob: Raw,
+    said: usize,
+    heard: usize,
+}
+
+impl Bystanders {
+    /// alice and bob join `server`.
+    pub async fn join(server: &TestServer) -> Bystanders {
+        let alice = server.join("alice").await;
+        let bob = server.join("bob").await;
+        Bystanders {
+            alice,
+            bob,
+            said: 0,
+            heard: 0,
+        }
+    }
+
+    /// alice says `n` more numbered messages.
+    pub async fn say(&mut self, n: usize) {
+        for _ in 0..n {
+            let text = format!("message {}", self.said);
+            self.alice.say_as("alice", &text).await;
+            self.said += 1;
+        }
+    }
+
+    /// bob has received every message alice said so far, in order, and nothing else from her.
+    pub async fn all_arrived(&mut self) {
+        while self.heard < self.said {
+            let m = self.bob.expect_msg().await;
+            if m.kind == Kind::Message as i32 && m.username == "alice" {
+                assert_eq!(
+                    m.message,
+                    format!("message {}", self.heard),
+                    "lost or out of order"
+                );
+                self.heard += 1;
+            }
+        }
+    }
+
+    /// alice says `n` more messages and bob receives them all, in order.
+    pub async fn still_chat(&mut self, n: usize) {
+        self.say(n).await;
+        self.all_arrived().await;
+    }
+
+    /// bob sees `name` leave (call it with everything alice said already heard: it skips the
+    /// rest).
+    pub async fn saw_leave(&mut self, name: &str) -> pb::ChatMessage {
+        self.bob
+            .until(|m| m.kind == Kind::Leave as i32 && m.subject == name)
+            .await
     }
 }

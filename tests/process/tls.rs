@@ -2,13 +2,12 @@
 //! test: gRPC (the library's client and the real `chitty` binary) and WebSocket over one TLS
 //! port, and plain-text clients refused without disturbing anyone.
 
-mod common;
-
 use chitty::client::{ClientTls, Participant, ServerAddr};
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
 use chitty::server::tls::TlsFiles;
-use common::{PATIENCE, TestServer, start};
+use chitty_testkit::time::wait_until;
+use chitty_testkit::{PATIENCE, TestServer, config, start};
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +58,7 @@ impl Pki {
     async fn start(&self) -> TestServer {
         start(ServerConfig {
             tls: Some(self.files.clone()),
-            ..common::config()
+            ..config()
         })
         .await
     }
@@ -182,13 +181,10 @@ async fn plain_text_clients_fail_cleanly_and_tls_clients_carry_on() {
     );
     // Both were counted (by their connections' tasks, which may still be finishing).
     let failures = &server.edge.tls_failures;
-    tokio::time::timeout(PATIENCE, async {
-        while failures.load(Ordering::Relaxed) < 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    wait_until("both failed TLS handshakes counted", || {
+        failures.load(Ordering::Relaxed) >= 2
     })
-    .await
-    .expect("failed TLS handshakes were not counted");
+    .await;
 
     // A client that does not trust the server's certificate gets a clear error.
     let stranger = ServerAddr {
@@ -259,8 +255,9 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `chitty chat --plain` as `name` against `host`, with `extra` arguments.
 fn chitty(host: &str, extra: &[&str], name: &str) -> tokio::process::Child {
     let mut args = vec!["chat", "--plain", "--no-log", "-u", name, "-H", host];
     args.extend_from_slice(extra);
-    common::daemon::chitty(&args)
+    crate::chitty(&args)
 }

@@ -1,83 +1,13 @@
-//! chittyctl and the admin service: the real chittyctl binary over a real Unix socket against
-//! chittyd running in-process, plus the Prometheus endpoint over HTTP.
+//! The admin commands: users, kick (with bans and WebSocket close frames), the socket's
+//! permissions, and the errors when chittyd is unreachable or its socket stale or taken.
 
-// The one in-process chittyd helper of the workspace, shared with the runtime's own tests.
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
-use chitty::audit::AuditConfig;
+use crate::{chittyctl, chittyctl_as, json, server_with_admin};
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
-use common::{PATIENCE, TestServer, start};
+use chitty_testkit::{PATIENCE, config, start};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::Code;
-
-struct Ctl {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn chittyctl(socket: &Path, args: &[&str]) -> Ctl {
-    chittyctl_as(socket, args, None).await
-}
-
-/// Runs the real chittyctl, optionally as another user (through util-linux's setpriv).
-async fn chittyctl_as(socket: &Path, args: &[&str], uid: Option<u32>) -> Ctl {
-    let bin = env!("CARGO_BIN_EXE_chittyctl");
-    let mut cmd = match uid {
-        None => tokio::process::Command::new(bin),
-        Some(uid) => {
-            let mut c = tokio::process::Command::new("setpriv");
-            c.args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                bin,
-            ]);
-            c
-        }
-    };
-    let out = cmd
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .await
-        .expect("run chittyctl");
-    Ctl {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn json(ctl: &Ctl) -> serde_json::Value {
-    assert_eq!(ctl.code, 0, "chittyctl failed: {}", ctl.stderr);
-    serde_json::from_str(&ctl.stdout).unwrap_or_else(|e| panic!("{e}: {}", ctl.stdout))
-}
-
-/// A server with an admin socket in a directory anyone may enter (so permissions are decided
-/// by the socket's own mode), an audit file, and a metrics port.
-async fn server_with_admin() -> (TestServer, PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let audit = dir.path().join("audit.log");
-    let server = start(ServerConfig {
-        admin_socket: Some(dir.path().join("admin.sock")),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        audit: AuditConfig {
-            file: Some(audit.clone()),
-            queue: 1024,
-            ..AuditConfig::default()
-        },
-        ..common::config()
-    })
-    .await;
-    (server, audit, dir)
-}
 
 #[tokio::test]
 async fn users_lists_exactly_the_connected_participants() {
@@ -183,11 +113,7 @@ async fn kick_ends_the_stream_announces_audits_and_bans() {
     assert!(out.stderr.contains("nobody"), "{}", out.stderr);
     server.shutdown().await;
 
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = chitty_testkit::audit::records(&audit);
     let kick = records
         .iter()
         .find(|r| r["event"] == "kick")
@@ -207,103 +133,6 @@ async fn kick_ends_the_stream_announces_audits_and_bans() {
         .find(|r| r["event"] == "leave" && r["user"] == "bob")
         .unwrap();
     assert_eq!(leave["reason"], "kick: spamming");
-}
-
-#[tokio::test]
-async fn clock_stats_and_announce() {
-    let (server, audit, _dir) = server_with_admin().await;
-    let socket = server.admin.clone().unwrap();
-    let mut alice = server.join("alice").await;
-    alice.say_as("alice", "tick").await;
-    let last = alice.until(|m| m.message == "tick").await;
-
-    let clock = json(&chittyctl(&socket, &["clock", "--json"]).await);
-    assert_eq!(
-        clock["lamport"], last.timestamp,
-        "nothing happened since alice's message"
-    );
-    assert_eq!(clock["participants"], 1);
-    let human = chittyctl(&socket, &["clock"]).await;
-    assert!(
-        human
-            .stdout
-            .contains(&format!("Lamport time:  {}", last.timestamp)),
-        "{}",
-        human.stdout
-    );
-
-    let out = chittyctl(&socket, &["announce", "maintenance at noon"]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let m = alice.expect_msg().await;
-    assert_eq!(
-        (m.username.as_str(), m.message.as_str()),
-        ("SERVER", "maintenance at noon")
-    );
-    assert_eq!(m.kind, Kind::Notice as i32);
-    assert!(out.stdout.contains(&m.timestamp.to_string()));
-    let bad = chittyctl(&socket, &["announce", ""]).await;
-    assert_eq!(bad.code, 2, "an invalid request is a usage error");
-    assert!(bad.stderr.contains("empty"), "{}", bad.stderr);
-
-    let stats = json(&chittyctl(&socket, &["stats", "--json"]).await);
-    assert_eq!(stats["joins_total"], 1);
-    assert_eq!(stats["messages_in_total"], 1);
-    assert_eq!(stats["participants"], 1);
-    assert!(stats["deliveries_total"].as_u64().unwrap() >= 3);
-    assert_eq!(stats["audit_records_dropped_total"], 0);
-
-    // The Prometheus endpoint says the same.
-    let body = http_get(server.metrics.unwrap(), "/metrics").await;
-    let value = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(value("chitty_joins_total"), 1.0);
-    assert_eq!(value("chitty_messages_in_total"), 1.0);
-    assert_eq!(value("chitty_sessions_grpc"), 1.0);
-    assert!(value("chitty_lamport") >= last.timestamp as f64);
-    // One snapshot feeds both: every figure chittyctl shows is exposed under the same name.
-    let figures = stats.as_object().unwrap();
-    assert!(figures.len() > 20, "{stats}");
-    for name in figures.keys() {
-        assert!(
-            body.contains(&format!("\n# TYPE chitty_{name} ")),
-            "{name} is not on /metrics"
-        );
-    }
-    assert!(value("chitty_fanout_seconds_count") >= 3.0);
-    assert!(body.contains("# TYPE chitty_fanout_seconds histogram"));
-    assert!(body.contains("chitty_fanout_seconds_bucket{le=\"+Inf\"}"));
-    for line in body.lines().filter(|l| !l.starts_with('#')) {
-        let (_, v) = line.rsplit_once(' ').unwrap();
-        assert!(v.parse::<f64>().is_ok(), "not a sample: {line}");
-    }
-    server.shutdown().await;
-    let records = std::fs::read_to_string(&audit).unwrap();
-    assert!(
-        records
-            .lines()
-            .any(|l| l.contains("\"event\":\"announce\"") && l.contains("\"actor\":\"uid="))
-    );
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("text/plain; version=0.0.4"));
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
 #[tokio::test]
@@ -340,7 +169,7 @@ async fn unreachable_daemons_and_stale_or_live_sockets() {
     assert!(out.stderr.contains("stale"), "{}", out.stderr);
     let config = ServerConfig {
         admin_socket: Some(socket.clone()),
-        ..common::config()
+        ..config()
     };
     let server = start(config.clone()).await;
     assert_eq!(chittyctl(&socket, &["clock"]).await.code, 0);
@@ -368,22 +197,11 @@ async fn unreachable_daemons_and_stale_or_live_sockets() {
 
 #[tokio::test]
 async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
     let (server, _audit, _dir) = server_with_admin().await;
     let socket = server.admin.clone().unwrap();
-    let connect = |query: &'static str| {
-        let url = format!("ws://{}/{query}", server.addr);
-        async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-            // The first frame (welcome or join notice) says the session exists.
-            let first = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
-            assert!(matches!(first, Some(Ok(Message::Text(_)))));
-            ws
-        }
-    };
-    let mut carol = connect("?username=carol").await;
-    let mut anon = connect("").await;
+    // Each reads its first frame (welcome or join notice): the session exists.
+    let mut carol = server.ws("?username=carol").await;
+    let mut anon = server.ws("").await;
 
     let users = json(&chittyctl(&socket, &["users", "--json"]).await);
     let users = users.as_array().unwrap();
@@ -392,11 +210,12 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     let anon_id = users.iter().find(|u| u["username"] == "").unwrap()["id"]
         .as_u64()
         .unwrap();
+    assert_eq!(anon_id, anon.id);
     assert!(users.iter().any(|u| u["username"] == "carol"));
 
     let out = chittyctl(&socket, &["kick", "carol", "--reason", "off topic"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let frame = next_close(&mut carol).await;
+    let frame = carol.closed().await;
     assert_eq!(frame.0, 1008);
     assert!(frame.1.contains("off topic"), "{}", frame.1);
 
@@ -406,7 +225,7 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let frame = next_close(&mut anon).await;
+    let frame = anon.closed().await;
     assert!(
         frame.1.contains("removed by an operator: bye"),
         "{}",
@@ -414,23 +233,8 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     );
     assert_eq!(chittyctl(&socket, &["kick", "#999"]).await.code, 4);
     assert_eq!(chittyctl(&socket, &["kick", "#x"]).await.code, 2);
+    // Closing their connections ends them at once; left open, each would linger for the
+    // client's end, as long as the server gives it.
+    drop((carol, anon));
     server.shutdown().await;
-}
-
-async fn next_close<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> (u16, String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("no close frame")
-        {
-            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }

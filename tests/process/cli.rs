@@ -2,26 +2,23 @@
 //! through it, their log files, exit codes, a clean SIGTERM, and a client that reconnects when
 //! chittyd restarts.
 
+use crate::chittyd;
+use chitty::pb::admin::KickRequest;
+use chitty_testkit::process::{Daemon, free_addr, wait_for_line as wait_for};
+use chitty_testkit::{PATIENCE, admin};
 use std::path::Path;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 
-mod common;
-
-use common::daemon::{self, Daemon, PATIENCE};
-
+/// `chitty chat` as `name` against `addr`, logging to `log`.
 fn chitty(addr: &str, name: &str, log: &Path) -> Child {
     let log = log.to_str().expect("a UTF-8 temporary path");
-    daemon::chitty(&["chat", "-u", name, "-H", addr, "--log", log])
-}
-
-async fn wait_for(lines: &mut Lines<BufReader<impl AsyncRead + Unpin>>, needle: &str) -> String {
-    daemon::wait_for_line(lines, needle).await
+    crate::chitty(&["chat", "-u", name, "-H", addr, "--log", log])
 }
 
 #[tokio::test]
 async fn two_line_mode_clients_chat_through_chittyd() {
-    let daemon = Daemon::start(&[], &[]).await;
+    let daemon = chittyd().start().await;
     let dir = tempfile::tempdir().unwrap();
     let (alice_log, bob_log) = (dir.path().join("alice.log"), dir.path().join("bob.log"));
 
@@ -87,7 +84,7 @@ async fn two_line_mode_clients_chat_through_chittyd() {
 
 #[tokio::test]
 async fn chitty_exit_codes_say_what_went_wrong() {
-    let daemon = Daemon::start(&[], &[]).await;
+    let daemon = chittyd().start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = chitty(&daemon.addr, "taken", &dir.path().join("1.log"));
     let mut first_out = BufReader::new(first.stdout.take().unwrap()).lines();
@@ -121,7 +118,7 @@ async fn chitty_exit_codes_say_what_went_wrong() {
 
     // Nothing listening: exit 3 with a hint.
     let gone = chitty(
-        &format!("127.0.0.1:{}", free_port()),
+        &free_addr().to_string(),
         "nobody",
         &dir.path().join("4.log"),
     );
@@ -130,15 +127,13 @@ async fn chitty_exit_codes_say_what_went_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is chittyd running"));
 }
 
-/// A port nobody listens on now, for a chittyd that must come back at the same address.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().unwrap().port()
-}
-
 /// chittyd listening on `addr` (rather than an ephemeral port), without an admin socket.
 async fn chittyd_at(addr: &str) -> Daemon {
-    Daemon::start_at(addr, &["--admin-socket", "none"], &[]).await
+    chittyd()
+        .listen(addr)
+        .args(["--admin-socket", "none"])
+        .start()
+        .await
 }
 
 /// The Lamport time at the start of a log line (`L[12] @ …`).
@@ -148,7 +143,7 @@ fn log_time(line: &str) -> u64 {
 
 #[tokio::test]
 async fn a_line_mode_client_reconnects_when_chittyd_restarts() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = free_addr().to_string();
     let first = chittyd_at(&addr).await;
     let dir = tempfile::tempdir().unwrap();
     let alice_log = dir.path().join("alice.log");
@@ -225,7 +220,10 @@ async fn a_line_mode_client_reconnects_when_chittyd_restarts() {
 async fn a_kicked_and_banned_client_gives_up() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
-    let daemon = Daemon::start(&["--admin-socket", socket.to_str().unwrap()], &[]).await;
+    let daemon = chittyd()
+        .args(["--admin-socket", socket.to_str().unwrap()])
+        .start()
+        .await;
     let mut alice = chitty(&daemon.addr, "alice", &dir.path().join("alice.log"));
     let mut alice_out = BufReader::new(alice.stdout.take().unwrap()).lines();
     wait_for(&mut alice_out, "Participant alice joined").await;
@@ -258,20 +256,9 @@ async fn a_kicked_and_banned_client_gives_up() {
 /// (chittyctl is a package of its own: Cargo builds it for its own tests, in ctl/tests, which run
 /// the real binary; this package's tests reach the service directly.)
 async fn kick(socket: &Path, name: &str, reason: &str, ban_seconds: u64) {
-    use chitty::pb::admin::{KickRequest, admin_client::AdminClient};
-    let socket = socket.to_owned();
-    let channel = tonic::transport::Endpoint::from_static("http://chittyd.admin")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                tokio::net::UnixStream::connect(socket)
-                    .await
-                    .map(hyper_util::rt::TokioIo::new)
-            }
-        }))
+    admin::client(socket)
         .await
-        .expect("connect to the admin socket");
-    AdminClient::new(channel)
+        .expect("connect to the admin socket")
         .kick(KickRequest {
             username: name.to_owned(),
             id: 0,
