@@ -217,6 +217,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
         self.unanswered = 0;
         if !matches!(self.phase, Phase::Open) {
+            // Our close frame is queued or sent: only the client's close matters now, and it
+            // ends the connection at once (RFC 6455, 7.1.1); everything else is discarded.
+            let mut closed = false;
+            let decoded = self.decoder.feed(buf.filled_mut(), &mut |m| {
+                closed |= matches!(m, Message::Close(_))
+            });
+            if closed || decoded.is_err() {
+                self.reading = false;
+            }
             return Poll::Ready(());
         }
         let session = &mut self.session;
