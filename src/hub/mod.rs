@@ -376,7 +376,10 @@ impl Hub {
         if state.sessions.len() >= self.config.max_participants {
             return Err(SessionError::Full(self.config.max_participants));
         }
-        let lamport = self.clock.observe(req.timestamp);
+        // The welcome takes the first time, the join the next: the session's first frame is
+        // its welcome, and its own join follows with a later time.
+        let welcomed = self.clock.observe(req.timestamp);
+        let lamport = self.clock.tick();
         let id = self.next_id();
         let pos = state.sessions.len();
         state.index.insert(id, pos);
@@ -404,6 +407,9 @@ impl Hub {
             bucket: Bucket::new(self.config.rate, now),
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        // Pushed before the join is appended, so it comes first.
+        let frame = wire::welcome(welcomed, id, state.room, &self.config, req.transport);
+        self.deliver_to(&mut state, pos, frame);
         if self.audit.enabled() {
             let s = &state.sessions[state.index[&id]];
             self.audit.record(self.audit_for(s, lamport, "join"));
@@ -472,18 +478,7 @@ impl Hub {
             self.audit
                 .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
         }
-        let text = format!("you are user {id}");
-        let frame = Delivery {
-            lamport,
-            kind: Kind::Welcome,
-            from: SERVER_NAME,
-            sender_id: id,
-            recipient_id: id,
-            subject: "",
-            text: &text,
-            participants: state.room,
-        }
-        .encode(transport);
+        let frame = wire::welcome(lamport, id, state.room, &self.config, transport);
         self.deliver_to(&mut state, pos, frame);
         self.settle(&mut state);
         Ok(id)
@@ -604,7 +599,49 @@ impl Hub {
             participants: state.room,
         };
         let frame = delivery.encode(r.transport);
+        // The sender gets it back with the same time: its proof that the message was accepted
+        // and went to a recipient that was online (one to a user who is not gets an ERROR).
+        let echo = (to != pos).then(|| {
+            if s.transport == r.transport {
+                frame.clone()
+            } else {
+                delivery.encode(s.transport)
+            }
+        });
         self.deliver_to(&mut state, to, frame);
+        if let Some(echo) = echo {
+            self.deliver_to(&mut state, pos, echo);
+        }
+        self.settle(&mut state);
+    }
+
+    /// Who is online, for session `id` alone (kind ROSTER): sequenced like any event, so it
+    /// lists exactly the joins and leaves it comes after. It counts against the session's rate
+    /// limit, since it costs more than a message.
+    pub(crate) fn roster(&self, id: u64, timestamp: u64) {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        let now = self.time.now();
+        if !self.within_rate(&mut state, pos, lamport, now, 0, "") {
+            self.settle(&mut state);
+            return;
+        }
+        let mut listed: Vec<wire::Listed<'_>> = state
+            .sessions
+            .iter()
+            .map(|s| wire::Listed {
+                id: s.id,
+                name: &s.name,
+                transport: s.transport,
+            })
+            .collect();
+        listed.sort_unstable_by_key(|l| l.id);
+        listed.truncate(wire::MAX_ROSTER);
+        let frame = wire::roster(lamport, &listed, state.room, state.sessions[pos].transport);
+        self.deliver_to(&mut state, pos, frame);
         self.settle(&mut state);
     }
 

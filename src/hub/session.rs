@@ -35,6 +35,8 @@ pub enum Event<'a> {
         /// The name the sender claims (empty means "me").
         username: &'a str,
     },
+    /// Ask who is online (answered with a ROSTER to this session alone).
+    Roster,
     /// An event with nothing in it.
     Empty,
     /// Input the transport could not turn into an event (malformed JSON, a wrong type, a binary
@@ -196,6 +198,13 @@ impl SessionHandle {
                 } else {
                     self.hub.direct(*id, timestamp, recipient, text);
                 }
+                Flow::Continue
+            }
+            (Event::Roster, None) => {
+                self.fail(timestamp, SessionError::NotJoined("roster request"))
+            }
+            (Event::Roster, Some((id, _))) => {
+                self.hub.roster(*id, timestamp);
                 Flow::Continue
             }
             (Event::Leave { .. }, Some((id, _))) => {
