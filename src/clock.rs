@@ -23,6 +23,13 @@ impl LamportClock {
         Self::default()
     }
 
+    /// A clock at time `t`: a server that continues from its saved state.
+    pub fn starting_at(t: u64) -> Self {
+        LamportClock {
+            time: AtomicU64::new(t),
+        }
+    }
+
     /// The current time, without advancing it.
     pub fn now(&self) -> u64 {
         self.time.load(Ordering::Acquire)

@@ -9,6 +9,9 @@
 //! - [`pb`]: the generated protobuf code.
 //! - [`audit`]: the JSON-lines audit trail and its journal entries, written by a thread of its
 //!   own, fed by the hub in Lamport order.
+//! - [`state`]: what survives a restart and a crash (the Lamport clock's and the user ids'
+//!   reservations, the bans), saved atomically by a thread of its own; the hub only hands it
+//!   work and never waits for the disk.
 //! - [`hub`]: the transport-free core: sessions, validation, sequencing, fan-out through the
 //!   room log into bounded per-participant outboxes. Only the hub decides.
 //! - [`systemd`]: sd_notify, the watchdog, journald detection.
@@ -36,5 +39,6 @@ pub mod metric;
 pub mod os;
 pub mod pb;
 pub mod server;
+pub mod state;
 pub mod systemd;
 pub mod throttle;

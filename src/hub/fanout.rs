@@ -21,7 +21,7 @@ impl Hub {
         }
         state.by_transport[s.transport.index()] -= 1;
         if s.in_room {
-            state.names.remove(&s.name);
+            state.names.remove(&s.key);
             state.room -= 1;
             if s.transport == Transport::Grpc {
                 state.room_grpc -= 1;

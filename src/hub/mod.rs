@@ -10,7 +10,12 @@
 //! has that order too. Transports (gRPC, WebSocket) only translate between their wire and
 //! [`SessionHandle`]. The hub reads the time from the [`TimeSource`] it was created with (see
 //! `hub::time`), never from the system's clocks directly.
+//!
+//! Its Lamport clock, user ids and bans may come from a saved state ([`Hub::restored`]); it then
+//! tells the state's [`Keeper`] when a reservation runs low (checked as the lock is released)
+//! and hands it the ban set when that changes, without ever waiting for the disk.
 
+mod bans;
 mod error;
 mod fanout;
 mod limits;
@@ -27,6 +32,7 @@ mod time;
 mod time_tests;
 pub mod wire;
 
+pub use bans::BanInfo;
 pub use error::SessionError;
 use limits::{Bucket, Verdict};
 pub use limits::{FLOOD_WINDOW, HubConfig, MAX_BAN, RateLimit};
@@ -38,6 +44,8 @@ pub use wire::Transport;
 use crate::audit::{Auditor, Record};
 use crate::clock::LamportClock;
 use crate::pb::chat_message::Kind;
+use crate::state::{Keeper, Restored};
+use bans::Bans;
 use log::{Form, RoomLog};
 use outbox::{Ending, Outbox, OutboxReader};
 use rules::SERVER_NAME;
@@ -89,6 +97,8 @@ impl LeaveReason {
 struct Session {
     id: u64,
     name: String,
+    /// The name's folded form (`rules::fold`), its key in the name table; empty outside the room.
+    key: String,
     transport: Transport,
     peer: Arc<str>,
     outbox: Outbox,
@@ -142,7 +152,8 @@ struct State {
     sessions: Vec<Session>,
     /// Session id to its position in `sessions`.
     index: HashMap<u64, usize, IdHasher>,
-    /// Username to session id, for every participant in the room.
+    /// Folded username (`rules::fold`) to session id, for every participant in the room: `bob`
+    /// and `Bob` are one name.
     names: HashMap<String, u64>,
     /// Sessions in the room.
     room: u32,
@@ -151,10 +162,8 @@ struct State {
     /// Sessions by transport (gRPC, WebSocket), for the metrics, which must not walk
     /// `sessions`.
     by_transport: [u32; 2],
-    /// Banned usernames and when their ban ends (hub time). Expired ones are dropped when the
-    /// name joins again or when another ban is added, so it holds at most the bans an operator
-    /// gave that have not ended, plus expired ones of names not seen since.
-    bans: HashMap<String, Instant>,
+    /// Banned names (by folded form) and when their ban ends; see `Bans`.
+    bans: Bans,
     /// Sessions whose outbox overflowed during a fan-out, to be removed once it is done.
     overflowed: Vec<u64>,
     /// No new sessions once shutdown has begun.
@@ -197,6 +206,8 @@ struct Locked<'a> {
     /// `Some` until dropped.
     state: Option<MutexGuard<'a, State>>,
     log: &'a RoomLog,
+    /// Told once the lock is released, in case the operation used up the reservation.
+    keeper: &'a Keeper,
 }
 
 impl std::ops::Deref for Locked<'_> {
@@ -220,6 +231,7 @@ impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.state = None;
         self.log.wake_parked();
+        self.keeper.check();
     }
 }
 
@@ -238,14 +250,18 @@ pub(crate) struct JoinRequest<'a> {
 
 /// The hub. Shared by every transport as an `Arc<Hub>`.
 pub struct Hub {
-    clock: LamportClock,
+    /// Shared with the state thread, which reserves its values ahead of use.
+    clock: Arc<LamportClock>,
     state: Mutex<State>,
     /// Every broadcast, once, for every writer to read.
     log: Arc<RoomLog>,
     config: HubConfig,
     stats: Stats,
     audit: Auditor,
-    next_id: AtomicU64,
+    /// The next user id; shared with the state thread, like the clock.
+    next_id: Arc<AtomicU64>,
+    /// The hub's handle on the saved state (nothing is saved without a state directory).
+    keeper: Keeper,
     /// Every time-dependent decision reads this, at most once per operation.
     time: Arc<dyn TimeSource>,
     started: Instant,
@@ -260,15 +276,31 @@ impl Hub {
     /// A hub whose time comes from `time`: a [`ManualTime`] lets a check drive rate limits,
     /// bans, join deadlines and the uptime instead of waiting for them.
     pub fn with_time(config: HubConfig, audit: Auditor, time: Arc<dyn TimeSource>) -> Arc<Hub> {
+        Hub::restored(config, audit, time, Restored::fresh())
+    }
+
+    /// A hub that continues from a saved state: its clock, its next user id and its bans (those
+    /// that have not ended by `time`).
+    pub fn restored(
+        config: HubConfig,
+        audit: Auditor,
+        time: Arc<dyn TimeSource>,
+        saved: Restored,
+    ) -> Arc<Hub> {
         let started = time.now();
+        let state = State {
+            bans: Bans::restore(saved.bans, started, time.wall()),
+            ..State::default()
+        };
         Arc::new(Hub {
-            clock: LamportClock::new(),
-            state: Mutex::new(State::default()),
+            clock: saved.clock,
+            state: Mutex::new(state),
             log: Arc::new(RoomLog::new(config.backlog)),
             config,
             stats: Stats::default(),
             audit,
-            next_id: AtomicU64::new(1),
+            next_id: saved.next_id,
+            keeper: saved.keeper,
             time,
             started,
         })
@@ -297,6 +329,11 @@ impl Hub {
     /// The audit handle (for its counters).
     pub fn audit(&self) -> &Auditor {
         &self.audit
+    }
+
+    /// The handle on the saved state (for its figures, and to wait until a ban is saved).
+    pub fn keeper(&self) -> &Keeper {
+        &self.keeper
     }
 
     /// The limits in force.
@@ -336,6 +373,7 @@ impl Hub {
         Locked {
             state: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
             log: &self.log,
+            keeper: &self.keeper,
         }
     }
 
@@ -355,22 +393,19 @@ impl Hub {
     /// Admits a participant into the room and announces it to everyone, itself included.
     pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<u64, SessionError> {
         rules::check_username(req.username)?;
+        let key = rules::fold(req.username);
         let mut state = self.lock();
         if state.closing {
             return Err(SessionError::ShuttingDown);
         }
         let now = req.now;
-        if let Some(until) = state.bans.get(req.username) {
-            if *until > now {
-                let seconds = (*until - now).as_secs() + 1;
-                return Err(SessionError::Banned {
-                    name: req.username.to_owned(),
-                    seconds,
-                });
-            }
-            state.bans.remove(req.username);
+        if let Some(left) = state.bans.check(&key, now) {
+            return Err(SessionError::Banned {
+                name: req.username.to_owned(),
+                seconds: left.as_secs() + 1,
+            });
         }
-        if state.names.contains_key(req.username) {
+        if state.names.contains_key(&key) {
             return Err(SessionError::NameTaken(req.username.to_owned()));
         }
         if state.sessions.len() >= self.config.max_participants {
@@ -383,7 +418,7 @@ impl Hub {
         let id = self.next_id();
         let pos = state.sessions.len();
         state.index.insert(id, pos);
-        state.names.insert(req.username.to_owned(), id);
+        state.names.insert(key.clone(), id);
         state.room += 1;
         if req.transport == Transport::Grpc {
             state.room_grpc += 1;
@@ -394,6 +429,7 @@ impl Hub {
         state.sessions.push(Session {
             id,
             name: req.username.to_owned(),
+            key,
             transport: req.transport,
             peer: Arc::clone(req.peer),
             outbox: req.outbox.clone(),
@@ -461,6 +497,7 @@ impl Hub {
         state.sessions.push(Session {
             id,
             name: String::new(),
+            key: String::new(),
             transport,
             peer: Arc::clone(peer),
             outbox: outbox.clone(),

@@ -1,9 +1,9 @@
-//! What an operator does to the hub (through the admin service or a signal): kick a session,
-//! announce something to everyone, shut down.
+//! What an operator does to the hub (through the admin service or a signal): kick a session
+//! (and ban its name), list and lift bans, announce something to everyone, shut down.
 
 use super::outbox::Ending;
 use super::wire::Delivery;
-use super::{Hub, LeaveReason, MAX_BAN, SessionError, Target, UserInfo, notice};
+use super::{BanInfo, Hub, LeaveReason, SessionError, State, Target, UserInfo, notice, rules};
 use crate::audit::Record;
 use crate::pb::chat_message::Kind;
 use std::sync::atomic::Ordering;
@@ -19,9 +19,13 @@ impl Hub {
         ban: Option<Duration>,
         actor: &str,
     ) -> Option<UserInfo> {
+        let key = match who {
+            Target::Name(name) => rules::fold(name),
+            Target::Id(_) => String::new(),
+        };
         let mut state = self.lock();
         let id = match who {
-            Target::Name(name) => *state.names.get(name)?,
+            Target::Name(_) => *state.names.get(&key)?,
             Target::Id(id) => id,
         };
         let &pos = state.index.get(&id)?;
@@ -39,15 +43,8 @@ impl Hub {
             self.audit.record(r);
         }
         if let Some(ban) = ban.filter(|_| !name.is_empty()) {
-            let now = at.now;
-            // A ban longer than the clock can represent is a ban for as long as it can.
-            let until = now
-                .checked_add(ban.min(MAX_BAN))
-                .unwrap_or(now + Duration::from_secs(86_400));
-            // Bans that have ended go as a new one comes, so the table holds little more than
-            // the bans in force.
-            state.bans.retain(|_, until| *until > now);
-            state.bans.insert(name, until);
+            state.bans.insert(&name, ban, at.now, reason, actor);
+            self.save_bans(&mut state);
         }
         let lamport = self.clock.tick();
         self.remove(
@@ -58,6 +55,46 @@ impl Hub {
         );
         self.settle(&mut state);
         Some(info)
+    }
+
+    /// The bans in force, soonest to end first.
+    pub fn bans(&self) -> Vec<BanInfo> {
+        let at = self.shown();
+        self.lock().bans.list(at.now, at.wall)
+    }
+
+    /// Lifts the ban on `name` (any form of it: `Bob` lifts a ban on `bob`); `None` if there is
+    /// none in force. `actor` says who did it, for the audit trail.
+    pub fn unban(&self, name: &str, actor: &str) -> Option<BanInfo> {
+        let key = rules::fold(name);
+        let mut state = self.lock();
+        let at = self.shown();
+        let lifted = state.bans.remove(&key, at.now, at.wall)?;
+        let lamport = self.clock.tick();
+        if self.audit.enabled() {
+            let mut r = Record::new(lamport, "unban");
+            r.user = Some(lifted.name.clone());
+            r.actor = Some(actor.to_owned());
+            r.count = Some(
+                lifted
+                    .until
+                    .duration_since(at.wall)
+                    .unwrap_or_default()
+                    .as_secs(),
+            );
+            self.audit.record(r);
+        }
+        self.save_bans(&mut state);
+        Some(lifted)
+    }
+
+    /// Hands the ban set to the state thread, under the lock, so that sets are saved in the
+    /// order of the changes.
+    fn save_bans(&self, state: &mut State) {
+        if self.keeper.path().is_some() {
+            let at = self.shown();
+            self.keeper.save_bans(state.bans.saved(at.now, at.wall));
+        }
     }
 
     /// A SERVER notice to everyone in the room; returns its Lamport time.

@@ -2,8 +2,19 @@
 //!
 //! Kept apart from the hub so that they read as the specification they are, and are tested
 //! on their own.
+//!
+//! **Names are compared in one form, [`fold`]:** the Unicode Standard's *compatibility caseless*
+//! form (chapter 3.13, definition D146: `NFKD(toCasefold(NFKD(toCasefold(NFD(X)))))`, with full
+//! case folding), kept in NFC. Two names are the same name when their folded forms are equal:
+//! `bob`, `Bob`, `BOB` and the fullwidth `ｂｏｂ` are one name, and so are `straße` and `STRASSE`.
+//! It is what NFKC_Casefold does for the characters a username may hold (the default ignorable
+//! characters that NFKC_Casefold also removes are refused in names altogether). The folded form
+//! is the key of the name table and of the bans; the name as its owner typed it is what everyone
+//! sees.
 
+use caseless::Caseless;
 use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
 
 /// Usernames are 1 to this many characters.
 pub const MAX_USERNAME_CHARS: usize = 16;
@@ -77,10 +88,31 @@ pub fn check_username(name: &str) -> Result<(), NameError> {
     {
         return Err(NameError::BadCharacter);
     }
-    if name.eq_ignore_ascii_case(SERVER_NAME) {
+    if fold(name) == fold(SERVER_NAME) {
         return Err(NameError::Reserved);
     }
     Ok(())
+}
+
+/// The form in which names are compared (see the module's documentation): two names are the same
+/// name exactly when their folded forms are equal. ASCII, the common case, is only lowercased,
+/// which is what the full algorithm gives for it.
+pub fn fold(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    name.nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkd()
+        .nfc()
+        .collect()
+}
+
+/// Whether `a` and `b` are the same name (equal once folded).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a == b || fold(a) == fold(b)
 }
 
 /// Checks chat text against the rules.
@@ -125,7 +157,14 @@ mod tests {
         assert_eq!(check_username("a\tb"), Err(NameError::BadCharacter));
         assert_eq!(check_username("a\u{1b}[2J"), Err(NameError::BadCharacter));
         assert_eq!(check_username("bob\u{a0}"), Err(NameError::BadCharacter));
-        for reserved in ["SERVER", "server", "Server", "sErVeR"] {
+        for reserved in [
+            "SERVER",
+            "server",
+            "Server",
+            "sErVeR",
+            "ＳＥＲＶＥＲ",
+            "ſerver",
+        ] {
             assert_eq!(check_username(reserved), Err(NameError::Reserved));
         }
         assert_eq!(check_username("SERVER2"), Ok(()));
@@ -142,6 +181,37 @@ mod tests {
                 "{lookalike:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_are_compared_folded() {
+        for (a, b) in [
+            ("bob", "BOB"),
+            ("bob", "Bob"),
+            ("bob", "ｂｏｂ"),
+            ("straße", "STRASSE"),
+            ("Ǆemal", "džemal"),
+            ("ΣΊΣΥΦΟΣ", "σίσυφος"),
+            ("ς", "σ"),
+            ("ﬁx", "FIX"),
+            ("e\u{301}", "É"),
+            ("Å", "\u{212b}"),
+            ("①", "1"),
+        ] {
+            assert!(same_name(a, b), "{a:?} and {b:?} are one name");
+            assert_eq!(fold(a), fold(b), "{a:?} {b:?}");
+        }
+        for (a, b) in [
+            ("bob", "bobby"),
+            ("bob", "böb"),
+            ("ı", "i"),
+            ("alice", "аlice"),
+        ] {
+            assert!(!same_name(a, b), "{a:?} and {b:?} are different names");
+        }
+        assert_eq!(fold("Bob"), "bob");
+        assert_eq!(fold("ÉLODIE"), "élodie", "kept in NFC");
+        assert_eq!(fold("ÉLODIE").chars().count(), 6);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! stays silent.
 
 use super::outbox::{Ending, Outbox};
-use super::{Hub, JoinRequest, LeaveReason, SessionError, Transport};
+use super::{Hub, JoinRequest, LeaveReason, SessionError, Transport, rules};
 use crate::clock::MAX_PEER_TIMESTAMP;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -179,7 +179,7 @@ impl SessionHandle {
             }
             (Event::Leave { .. }, None) => self.fail(timestamp, SessionError::NotJoined("leave")),
             (Event::Message { username, .. } | Event::Leave { username }, Some((_, own)))
-                if !username.is_empty() && username != own =>
+                if !username.is_empty() && !rules::same_name(username, own) =>
             {
                 let e = SessionError::Impersonation {
                     own: own.clone(),
