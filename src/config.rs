@@ -7,6 +7,7 @@ use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
 use crate::server::limits::ConnLimits;
 use crate::server::tls::TlsFiles;
+use crate::state::StateConfig;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,6 +184,15 @@ pub struct DaemonArgs {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Keep the Lamport clock, the next user id and the bans here (state.json), so that they
+    /// survive a restart and a crash; "none" keeps nothing (every start is at Lamport time 0,
+    /// without bans). Default: $XDG_STATE_HOME/chitty (~/.local/state/chitty) when run by hand,
+    /// which chittyd may run without, with a warning, if it cannot be created; /var/lib/chitty
+    /// under the packaged service. A corrupt state file, or one written by a newer chittyd, stops
+    /// chittyd at start, naming the file.
+    #[arg(long, env = "CHITTY_STATE_DIR", value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
     #[arg(long, env = "CHITTY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -261,8 +271,31 @@ impl DaemonArgs {
                 }),
                 _ => None,
             },
+            state: match &self.state_dir {
+                Some(p) if p.as_os_str() == "none" => None,
+                Some(p) => Some(StateConfig::new(p)),
+                None => {
+                    default_state_dir(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+                        .map(StateConfig::new)
+                }
+            },
+            state_optional: self.state_dir.is_none(),
         }
     }
+}
+
+/// The state directory of a chittyd run by hand: `$XDG_STATE_HOME/chitty`, or
+/// `$HOME/.local/state/chitty` (the XDG Base Directory default); `None` when neither is set (or
+/// they are not absolute paths, which the specification says to ignore).
+pub fn default_state_dir(
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    xdg_state_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".local/state")))
+        .map(|dir| dir.join("chitty"))
 }
 
 /// A duration that is not zero (a zero timeout would close every connection).
@@ -326,5 +359,36 @@ mod tests {
         assert_eq!(config.tls.unwrap().key, PathBuf::from("k.pem"));
         assert!(DaemonArgs::try_parse_from(["chittyd", "--tls-cert=c.pem"]).is_err());
         assert!(DaemonArgs::try_parse_from(["chittyd", "--handshake-timeout=0s"]).is_err());
+    }
+
+    #[test]
+    fn the_state_directory() {
+        let state = |args: &[&str]| {
+            let mut argv = vec!["chittyd"];
+            argv.extend(args);
+            let config = DaemonArgs::try_parse_from(argv).unwrap().server_config();
+            (config.state.map(|s| s.dir), config.state_optional)
+        };
+        assert_eq!(
+            state(&["--state-dir", "/srv/chitty"]),
+            (Some(PathBuf::from("/srv/chitty")), false),
+            "given: it must work"
+        );
+        assert_eq!(state(&["--state-dir", "none"]), (None, false));
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_state_dir(os("/x/state"), os("/home/a")),
+            Some(PathBuf::from("/x/state/chitty"))
+        );
+        assert_eq!(
+            default_state_dir(None, os("/home/a")),
+            Some(PathBuf::from("/home/a/.local/state/chitty"))
+        );
+        assert_eq!(
+            default_state_dir(os("relative"), os("/home/a")),
+            Some(PathBuf::from("/home/a/.local/state/chitty")),
+            "a relative XDG_STATE_HOME is ignored"
+        );
+        assert_eq!(default_state_dir(None, None), None);
     }
 }

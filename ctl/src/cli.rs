@@ -12,14 +12,15 @@ use std::time::Duration;
     name = "chittyctl",
     version,
     about = "Manage a running chittyd over its admin socket",
-    long_about = "Manage a running chittyd: list the connected participants, remove one, read the \
-                  Lamport clock and the counters, announce something to everyone. chittyctl talks \
+    long_about = "Manage a running chittyd: list the connected participants, remove one, list and \
+                  lift bans, read the Lamport clock and the counters, announce something to \
+                  everyone. chittyctl talks \
                   to chittyd's admin gRPC service on a Unix socket (mode 0660): root and members \
                   of the socket's group (chitty-admin in the packaged service) may use it. Every \
                   action is recorded in chittyd's audit trail with your uid and pid.",
     after_help = "Exit status: 0 success, 1 other failure, 2 usage error (also a request chittyd \
                   refuses as invalid), 3 chittyd cannot be reached (not running, wrong socket, \
-                  no permission), 4 no such participant."
+                  no permission), 4 no such participant or ban."
 )]
 pub struct CtlCli {
     /// chittyd's admin socket.
@@ -44,15 +45,23 @@ pub enum CtlCommand {
     /// Remove a participant: its stream ends with the reason, everyone sees it leave, and the
     /// audit trail records who did it.
     Kick {
-        /// The participant's username, or `#ID` for a user id (which also reaches WebSocket
-        /// users without a username).
+        /// The participant's username (any letter case: names are compared case-insensitively),
+        /// or `#ID` for a user id (which also reaches WebSocket users without a username).
         name: String,
         /// Why (shown to the participant and everyone else, and audited).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
-        /// Keep the name from rejoining for this long (e.g. 10m, 1h30m).
+        /// Keep the name, in any letter case, from rejoining for this long (e.g. 10m, 1h30m).
+        /// Bans are kept in chittyd's state directory and survive restarts.
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
         ban: Option<Duration>,
+    },
+    /// List the bans in force: name, when each ends and how long is left, why, and who gave it.
+    Bans,
+    /// Lift the ban on a name (any letter case), so it can join again at once.
+    Unban {
+        /// The banned name.
+        name: String,
     },
     /// Show the Lamport clock, uptime, participants and events processed.
     Clock,

@@ -154,6 +154,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 .into_inner();
             let id = reply.user.map_or(0, |u| u.id);
             let ban_seconds = ban.map_or(0, |d| d.as_secs().max(1));
+            warn(&reply.warning);
             if cli.json {
                 writeln!(
                     out,
@@ -168,6 +169,32 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 )
             } else {
                 writeln!(out, "kicked {name} (#{id})")
+            }
+        }
+        CtlCommand::Bans => {
+            let bans = admin
+                .list_bans(pb::ListBansRequest {})
+                .await?
+                .into_inner()
+                .bans;
+            print_bans(&bans, SystemTime::now(), cli.json, out)
+        }
+        CtlCommand::Unban { name } => {
+            let reply = admin
+                .unban(pb::UnbanRequest {
+                    username: name.clone(),
+                })
+                .await?
+                .into_inner();
+            warn(&reply.warning);
+            let lifted = reply
+                .ban
+                .map(|b| b.username)
+                .unwrap_or_else(|| name.clone());
+            if cli.json {
+                writeln!(out, "{}", json!({"unbanned": lifted}))
+            } else {
+                writeln!(out, "lifted the ban on {lifted}")
             }
         }
         CtlCommand::Clock => {
@@ -231,6 +258,13 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
     }
 }
 
+/// chittyd's warning about an action that took effect but is not saved yet, on stderr.
+fn warn(warning: &str) {
+    if !warning.is_empty() {
+        eprintln!("chittyctl: warning: {warning}");
+    }
+}
+
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
@@ -244,6 +278,67 @@ fn ago(ms: i64) -> String {
 /// A duration in whole seconds, as people write it (`1h 2m 3s`).
 fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// How long is left, in its two largest units, as people say it: `in 2h 13m`, `in 45s`.
+fn in_time(left: Duration) -> String {
+    let s = left.as_secs();
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let parts = match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    };
+    format!("in {parts}")
+}
+
+fn print_bans(
+    bans: &[pb::Ban],
+    now: SystemTime,
+    json: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let left = |b: &pb::Ban| {
+        (UNIX_EPOCH + Duration::from_millis(b.until_ms.max(0) as u64))
+            .duration_since(now)
+            .unwrap_or_default()
+    };
+    if json {
+        let list: Vec<_> = bans
+            .iter()
+            .map(|b| {
+                json!({
+                    "username": b.username,
+                    "until": rfc3339(b.until_ms),
+                    "seconds_left": left(b).as_secs(),
+                    "since": rfc3339(b.since_ms),
+                    "reason": b.reason,
+                    "actor": b.actor,
+                })
+            })
+            .collect();
+        return writeln!(out, "{}", serde_json::Value::Array(list));
+    }
+    let mut rows = vec![["NAME", "UNTIL", "LEFT", "REASON", "BY"].map(str::to_owned)];
+    for b in bans {
+        rows.push([
+            b.username.clone(),
+            rfc3339(b.until_ms),
+            in_time(left(b)),
+            if b.reason.is_empty() {
+                "-".to_owned()
+            } else {
+                b.reason.clone()
+            },
+            b.actor.clone(),
+        ]);
+    }
+    write_table(out, &rows)?;
+    match bans.len() {
+        1 => writeln!(out, "1 ban"),
+        n => writeln!(out, "{n} bans"),
+    }
 }
 
 fn print_users(users: &[pb::User], json: bool, out: &mut impl Write) -> io::Result<()> {
@@ -332,4 +427,61 @@ fn write_pairs(out: &mut impl Write, pairs: &[(&str, String)]) -> io::Result<()>
         .map(|(k, v)| [format!("{k}:"), v.clone()])
         .collect();
     write_table(out, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_reads_as_people_say_it() {
+        let d = Duration::from_secs;
+        assert_eq!(in_time(d(0)), "in 0s");
+        assert_eq!(in_time(d(45)), "in 45s");
+        assert_eq!(in_time(d(5 * 60 + 20)), "in 5m 20s");
+        assert_eq!(in_time(d(2 * 3600 + 13 * 60 + 59)), "in 2h 13m");
+        assert_eq!(in_time(d(3 * 86_400 + 4 * 3600 + 7)), "in 3d 4h");
+    }
+
+    #[test]
+    fn bans_print_as_a_table_and_as_json() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |secs: u64| (1_800_000_000 + secs) as i64 * 1000;
+        let bans = [
+            pb::Ban {
+                username: "Bob".into(),
+                until_ms: at(2 * 3600 + 13 * 60),
+                since_ms: at(0) - 60_000,
+                reason: "spamming".into(),
+                actor: "uid=0 pid=42".into(),
+            },
+            pb::Ban {
+                username: "eve".into(),
+                until_ms: at(90),
+                since_ms: at(0),
+                reason: String::new(),
+                actor: "uid=1000 pid=7".into(),
+            },
+        ];
+        let mut text = Vec::new();
+        print_bans(&bans, now, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "NAME  UNTIL                 LEFT       REASON    BY",
+                "Bob   2027-01-15T10:13:00Z  in 2h 13m  spamming  uid=0 pid=42",
+                "eve   2027-01-15T08:01:30Z  in 1m 30s  -         uid=1000 pid=7",
+                "2 bans",
+            ]
+        );
+        let mut json = Vec::new();
+        print_bans(&bans, now, true, &mut json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json[0]["username"], "Bob");
+        assert_eq!(json[0]["until"], "2027-01-15T10:13:00Z");
+        assert_eq!(json[0]["seconds_left"], 2 * 3600 + 13 * 60);
+        assert_eq!(json[1]["reason"], "");
+    }
 }

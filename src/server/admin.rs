@@ -5,7 +5,7 @@
 //! caller's uid and pid from SO_PEERCRED. There is no TCP listener for it.
 
 use super::stats::{EdgeStats, snapshot};
-use crate::hub::{Hub, Target, UserInfo, rules};
+use crate::hub::{BanInfo, Hub, Target, UserInfo, rules};
 use crate::metric::Kind;
 use crate::pb::admin::{self as pb, admin_server::Admin};
 use std::io;
@@ -121,9 +121,40 @@ fn actor<T>(req: &Request<T>) -> String {
         )
 }
 
+/// How long a ban or unban waits for the state thread to save it before answering with a
+/// warning instead (the change holds either way; only its survival across a restart is late).
+const SAVE_WAIT: Duration = Duration::from_secs(5);
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn ban(b: BanInfo) -> pb::Ban {
+    pb::Ban {
+        username: b.name,
+        until_ms: millis(b.until),
+        since_ms: millis(b.since),
+        reason: b.reason,
+        actor: b.actor,
+    }
+}
+
+/// Waits until the bans are saved; the warning to answer with if they are not.
+async fn saved(hub: &Hub) -> String {
+    match hub.keeper().bans_saved(SAVE_WAIT).await {
+        Ok(()) => String::new(),
+        Err(why) => {
+            let path = hub.keeper().path().map(|p| p.display().to_string());
+            let warning = format!(
+                "the change holds, but it is not saved in {} yet ({why}): it would be lost if \
+                 chittyd stopped now; chittyd keeps trying",
+                path.unwrap_or_default()
+            );
+            tracing::warn!("{warning}");
+            warning
+        }
+    }
 }
 
 fn user(u: UserInfo) -> pb::User {
@@ -175,8 +206,15 @@ impl Admin for AdminService {
         match self.hub.kick(who, &reason, ban, &actor) {
             Some(u) => {
                 tracing::info!("{actor} kicked {} #{} ({reason})", u.name, u.id);
+                let banned = ban.is_some() && !u.name.is_empty();
+                let warning = if banned {
+                    saved(&self.hub).await
+                } else {
+                    String::new()
+                };
                 Ok(Response::new(pb::KickResponse {
                     user: Some(user(u)),
+                    warning,
                 }))
             }
             None if req.username.is_empty() => Err(Status::not_found(format!(
@@ -236,5 +274,32 @@ impl Admin for AdminService {
         let lamport = self.hub.announce(&text, &actor);
         tracing::info!("{actor} announced at Lamport time {lamport}");
         Ok(Response::new(pb::AnnounceResponse { lamport }))
+    }
+
+    async fn list_bans(
+        &self,
+        _: Request<pb::ListBansRequest>,
+    ) -> Result<Response<pb::ListBansResponse>, Status> {
+        let bans = self.hub.bans().into_iter().map(ban).collect();
+        Ok(Response::new(pb::ListBansResponse { bans }))
+    }
+
+    async fn unban(
+        &self,
+        req: Request<pb::UnbanRequest>,
+    ) -> Result<Response<pb::UnbanResponse>, Status> {
+        let actor = actor(&req);
+        let name = req.into_inner().username;
+        match self.hub.unban(&name, &actor) {
+            Some(lifted) => {
+                tracing::info!("{actor} lifted the ban on {}", lifted.name);
+                let warning = saved(&self.hub).await;
+                Ok(Response::new(pb::UnbanResponse {
+                    ban: Some(ban(lifted)),
+                    warning,
+                }))
+            }
+            None => Err(Status::not_found(format!("no ban on {name:?} is in force"))),
+        }
     }
 }

@@ -24,7 +24,8 @@ pub mod websocket;
 pub use connection::ConnInfo;
 
 use crate::audit::{self, AuditConfig, AuditError};
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{Hub, HubConfig, SystemClocks};
+use crate::state::{self, StateConfig, StateError, StateWriter};
 use crate::systemd;
 use connection::Edge;
 use limits::{ConnLimits, Gate};
@@ -73,6 +74,12 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Serve the chat port over TLS with these files; `None` (the default) serves plain TCP.
     pub tls: Option<TlsFiles>,
+    /// Where the Lamport clock, the user ids and the bans are kept across restarts; `None` (the
+    /// default) keeps nothing: every start is at Lamport time 0, with ids from 1 and no bans.
+    pub state: Option<StateConfig>,
+    /// Whether a state directory that cannot be created or opened only warns (the built-in
+    /// per-user default) instead of failing. A corrupt file, or one in use, always fails.
+    pub state_optional: bool,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +96,8 @@ impl Default for ServerConfig {
             limits: ConnLimits::default(),
             handshake_timeout: Duration::from_secs(10),
             tls: None,
+            state: None,
+            state_optional: false,
         }
     }
 }
@@ -121,6 +130,10 @@ pub enum ServerError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The saved state cannot be read or written (a configuration error: a corrupt file, one
+    /// from a newer chittyd, a directory in use or not writable).
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A signal handler could not be installed.
     #[error("installing the {signal} handler: {source}")]
     Signal {
@@ -140,6 +153,8 @@ pub struct Server {
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
     audit_writer: Option<audit::AuditWriter>,
+    /// The state thread, told to save for the last time at the end of the shutdown.
+    state: Option<StateWriter>,
     tls: Option<TlsAcceptor>,
     /// The open-files limit after raising it, for the log line when accept runs out.
     open_files: Option<u64>,
@@ -191,7 +206,27 @@ impl Server {
                     .map_err(|source| ServerError::Metrics { addr, source })?,
             ),
         };
-        let hub = Hub::new(config.hub.clone(), auditor);
+        // Last, once everything that can fail has been set up: it writes a reservation.
+        let (restored, state) = match &config.state {
+            None => (state::Restored::fresh(), None),
+            Some(c) => match state::open(c) {
+                Ok((restored, writer)) => (restored, Some(writer)),
+                Err(e @ StateError::Dir { .. }) if config.state_optional => {
+                    tracing::warn!(
+                        "{e}; running without saved state: Lamport times and user ids start \
+                         again at 0 and bans are not kept (see --state-dir)"
+                    );
+                    (state::Restored::fresh(), None)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let hub = Hub::restored(
+            config.hub.clone(),
+            auditor,
+            Arc::new(SystemClocks),
+            restored,
+        );
         Ok(Server {
             config,
             listener,
@@ -200,6 +235,7 @@ impl Server {
             hub,
             edge: Arc::default(),
             audit_writer,
+            state,
             tls,
             open_files,
             tasks: Tasks::default(),
@@ -271,6 +307,7 @@ impl Server {
             hub,
             edge,
             audit_writer,
+            state,
             tls,
             open_files,
             mut tasks,
@@ -316,6 +353,7 @@ impl Server {
             connections,
             tasks,
             audit: audit_task.map(|task| (audit_stop, task)),
+            state,
             grace: config.shutdown_grace,
         }
         .run()
@@ -352,13 +390,16 @@ async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Rout
 /// 4. connections get `--shutdown-grace` to end, then the rest are aborted;
 /// 5. the side tasks (signals, systemd, admin, metrics) end on the token within the same grace,
 ///    or are named and aborted;
-/// 6. the audit trail is drained and flushed, last, so every record above is in it.
+/// 6. the audit trail is drained and flushed, so every record above is in it;
+/// 7. the state is saved with the exact counters, last, once nothing takes a Lamport time any
+///    more, so a restart continues right after the last one.
 struct Stopping {
     hub: Arc<Hub>,
     health: HealthReporter,
     connections: JoinSet<()>,
     tasks: Tasks,
     audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    state: Option<StateWriter>,
     grace: Duration,
 }
 
@@ -389,6 +430,9 @@ impl Stopping {
         if let Some((stop, task)) = self.audit {
             stop.cancel();
             let _ = task.await;
+        }
+        if let Some(state) = self.state {
+            state.finish().await;
         }
         tracing::info!("chittyd stopped at Lamport time {}", self.hub.clock().now());
     }

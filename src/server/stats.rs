@@ -1,6 +1,6 @@
 //! What the edge counts (the accept loop, the per-address gate, each connection up to HTTP), and
-//! the one function that gathers every figure of chittyd, from the hub, the audit trail and the
-//! edge, into the [`Snapshot`] that the admin service and the metrics endpoint render.
+//! the one function that gathers every figure of chittyd, from the hub, the audit trail, the
+//! saved state and the edge, into the [`Snapshot`] that the admin service and the metrics endpoint render.
 
 use crate::hub::Hub;
 use crate::metric::Snapshot;
@@ -88,6 +88,7 @@ pub fn snapshot(hub: &Hub, edge: &EdgeStats) -> Snapshot {
     let mut out = Snapshot::default();
     hub.observe(&mut out);
     hub.audit().observe(&mut out);
+    hub.keeper().observe(&mut out);
     edge.observe(&mut out);
     out
 }

@@ -1,9 +1,11 @@
 //! The session rules over gRPC: joining, speaking and leaving, the notices everyone sees, and
 //! every refusal with its status, each without disturbing anyone else.
 
+use chitty::hub::Target;
 use chitty::pb::{self, chat_message::Kind};
 use chitty::server::ServerConfig;
 use chitty_testkit::{start, start_default};
+use std::time::Duration;
 use tonic::Code;
 
 fn joined(name: &str, l: u64) -> String {
@@ -145,6 +147,81 @@ async fn a_taken_username_is_already_exists() {
     let status = again.expect_status().await;
     assert_eq!(status.code(), Code::AlreadyExists);
     assert!(status.message().contains("alice"), "{status:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn names_are_compared_case_insensitively_and_shown_as_typed() {
+    let server = start_default().await;
+    let mut bob = server.join("bob").await;
+    for other in ["BOB", "Bob", "ｂｏｂ"] {
+        let mut again = server.open().await;
+        again.send_join(other).await;
+        let status = again.expect_status().await;
+        assert_eq!(status.code(), Code::AlreadyExists, "{other}: {status:?}");
+        assert!(status.message().contains(other), "{status:?}");
+    }
+    // Its own name in another case is still its own: not an impersonation.
+    bob.say_as("BOB", "hello").await;
+    let m = bob.until(|m| m.message == "hello").await;
+    assert_eq!(m.username, "bob", "shown as its owner typed it");
+    bob.leave_as("Bob").await;
+    assert!(bob.expect_clean_end().await.is_empty(), "a clean leave");
+
+    // The name is free again, in any form; the new owner's form is the one shown.
+    let mut upper = server.open().await;
+    upper.send_join("BOB").await;
+    let m = upper.until_joined("BOB").await;
+    assert_eq!(m.message, joined("BOB", m.timestamp));
+    let info = server.hub.users();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].name, "BOB");
+    // An operator may name it in any form too.
+    let kicked = server
+        .hub
+        .kick(Target::Name("bob"), "test", None, "test")
+        .expect("bob is BOB");
+    assert_eq!(kicked.name, "BOB");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ban_on_a_name_holds_for_every_form_of_it() {
+    let server = start_default().await;
+    let _bob = server.join("bob").await;
+    server
+        .hub
+        .kick(
+            Target::Name("bob"),
+            "spam",
+            Some(Duration::from_secs(3600)),
+            "test",
+        )
+        .expect("bob is there");
+    for other in ["bob", "Bob", "BOB", "ｂｏｂ"] {
+        let mut again = server.open().await;
+        again.send_join(other).await;
+        let status = again.expect_status().await;
+        assert_eq!(status.code(), Code::PermissionDenied, "{other}: {status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("username {other} is banned")),
+            "{status:?}"
+        );
+    }
+    let bans = server.hub.bans();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].name, "bob");
+    assert_eq!(bans[0].reason, "spam");
+    assert!(
+        server.hub.unban("BOB", "test").is_some(),
+        "lifted by any form"
+    );
+    assert!(server.hub.unban("bob", "test").is_none(), "lifted already");
+    let mut bob = server.open().await;
+    bob.send_join("Bob").await;
+    bob.until_joined("Bob").await;
     server.shutdown().await;
 }
 

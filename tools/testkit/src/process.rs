@@ -11,11 +11,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, Command};
 
 /// How to start chittyd: the binary, perhaps under a wrapper (prlimit, setpriv), its arguments
-/// and environment. By default it listens on 127.0.0.1:0, logs to standard error and has no
-/// per-session rate limit (most tests send bursts; the tests of the limit set it).
+/// and environment. By default it listens on 127.0.0.1:0, logs to standard error, has no
+/// per-session rate limit (most tests send bursts; the tests of the limit set it) and keeps its
+/// state in a temporary directory of its own (never the user's, which parallel tests would
+/// share); a restart test passes one with [`DaemonCommand::state_dir`].
 pub struct DaemonCommand {
     command: Command,
     listen: String,
+    /// The default state directory, removed when the daemon is dropped.
+    state: Option<tempfile::TempDir>,
 }
 
 impl DaemonCommand {
@@ -37,10 +41,20 @@ impl DaemonCommand {
             }
         };
         command.env("CHITTY_RATE_LIMIT", "0");
+        let state = tempfile::tempdir().expect("a state directory");
+        command.env("CHITTY_STATE_DIR", state.path());
         DaemonCommand {
             command,
             listen: "127.0.0.1:0".to_owned(),
+            state: Some(state),
         }
+    }
+
+    /// Keeps the state in `dir`, which outlives the daemon (a restart finds it there).
+    pub fn state_dir(mut self, dir: impl AsRef<OsStr>) -> DaemonCommand {
+        self.command.env("CHITTY_STATE_DIR", dir);
+        self.state = None;
+        self
     }
 
     /// Listens on `addr` (a fixed address survives a restart).
@@ -92,7 +106,12 @@ impl DaemonCommand {
                 kept.lock().unwrap().push(line);
             }
         });
-        Daemon { child, addr, log }
+        Daemon {
+            child,
+            addr,
+            log,
+            _state: self.state,
+        }
     }
 }
 
@@ -104,6 +123,8 @@ pub struct Daemon {
     pub addr: String,
     /// Every line it has logged so far.
     log: Arc<Mutex<Vec<String>>>,
+    /// Its default state directory, if it has one.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
