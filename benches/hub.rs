@@ -50,7 +50,9 @@ fn drain(readers: &mut [OutboxReader]) {
     let mut chunk = Vec::with_capacity(64 * 1024);
     for r in readers {
         while r
-            .poll_take(&mut cx, MAX_RUN_BYTES, |frame| chunk.extend_from_slice(frame))
+            .poll_take(&mut cx, MAX_RUN_BYTES, |frame| {
+                chunk.extend_from_slice(frame)
+            })
             .is_ready()
             && !chunk.is_empty()
         {
