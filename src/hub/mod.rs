@@ -400,9 +400,11 @@ impl Hub {
         }
         let now = req.now;
         if let Some(left) = state.bans.check(&key, now) {
+            // Rounded up, so never "another 0 s"; a whole number of seconds stays itself.
+            let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             return Err(SessionError::Banned {
                 name: req.username.to_owned(),
-                seconds: left.as_secs() + 1,
+                seconds,
             });
         }
         if state.names.contains_key(&key) {
