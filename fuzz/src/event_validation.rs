@@ -15,7 +15,7 @@ use chitty::clock::MAX_PEER_TIMESTAMP;
 use chitty::hub::outbox::Ending;
 use chitty::hub::rules::{
     MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, NameError, SERVER_NAME, TextError, check_text,
-    check_username, is_bidi_control, is_format,
+    check_username, is_bidi_control, is_format, same_name,
 };
 use chitty::hub::{Flow, SessionError, Transport};
 use chitty::pb::{self, chat_event};
@@ -211,8 +211,8 @@ fn expect_event(state: &State, ev: &pb::ChatEvent, before: u64) -> Expected {
         (Some(chat_event::Event::Join(j)), None) => {
             match check_username(&j.username) {
                 Err(e) => fail(&mut out, SessionError::InvalidName(e)),
-                Ok(()) if j.username == "bob" => {
-                    fail(&mut out, SessionError::NameTaken("bob".into()))
+                Ok(()) if same_name(&j.username, "bob") => {
+                    fail(&mut out, SessionError::NameTaken(j.username.clone()))
                 }
                 Ok(()) => {
                     let f = Frame::join(t, &j.username, SUBJECT_ID, 2);
@@ -238,7 +238,7 @@ fn expect_event(state: &State, ev: &pb::ChatEvent, before: u64) -> Expected {
         (Some(chat_event::Event::Leave(l)), Some(_)) => &l.username,
     };
     let own = own.unwrap_or_default();
-    if !claimed.is_empty() && claimed != own {
+    if !claimed.is_empty() && !same_name(claimed, own) {
         fail(
             &mut out,
             SessionError::Impersonation {

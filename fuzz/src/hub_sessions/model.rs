@@ -9,7 +9,7 @@
 use super::script::Script;
 use crate::frame::Frame;
 use chitty::hub::outbox::Ending;
-use chitty::hub::rules::check_username;
+use chitty::hub::rules::{check_username, fold, same_name};
 use chitty::hub::{FLOOD_WINDOW, HubConfig, MAX_BAN, RateLimit, SessionError, UserInfo};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -189,7 +189,7 @@ pub(super) struct Model {
     /// Ticks since the hub was created.
     pub now: u64,
     pub limits: Limits,
-    /// Name to the tick its ban ends.
+    /// Folded name (`rules::fold`, as the hub keys them) to the tick its ban ends.
     bans: HashMap<String, u64>,
     /// The server has begun to shut down.
     pub closing: bool,
@@ -220,10 +220,10 @@ impl Model {
         self.now - connected >= self.limits.deadline * TICKS
     }
 
-    /// A kick banned `name` for `seconds` (at most `MAX_BAN`), from now.
+    /// A kick banned `name`, in every form of it, for `seconds` (at most `MAX_BAN`), from now.
     pub fn ban(&mut self, name: &str, seconds: u64) {
         let until = self.now + seconds.min(MAX_BAN.as_secs()) * TICKS;
-        self.bans.insert(name.to_owned(), until);
+        self.bans.insert(fold(name), until);
     }
 
     /// How a join as `name` ends, with `users` in the hub of at most `max`. Each rule is the
@@ -234,7 +234,7 @@ impl Model {
         if self.closing {
             return Err(SessionError::ShuttingDown);
         }
-        if let Some(&until) = self.bans.get(name)
+        if let Some(&until) = self.bans.get(&fold(name))
             && self.now < until
         {
             // The seconds left, rounded up.
@@ -242,7 +242,7 @@ impl Model {
             let name = name.to_owned();
             return Err(SessionError::Banned { name, seconds });
         }
-        if users.iter().any(|u| u.name == name) {
+        if users.iter().any(|u| same_name(&u.name, name)) {
             return Err(SessionError::NameTaken(name.to_owned()));
         }
         self.connect(users, max)

@@ -8,6 +8,7 @@ use crate::frame::Frame;
 use crate::peer::Peer;
 use chitty::clock::MAX_PEER_TIMESTAMP;
 use chitty::hub::outbox::Ending;
+use chitty::hub::rules::same_name;
 use chitty::hub::{Event, Flow, SessionError, Target, Transport, UserInfo};
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -191,7 +192,7 @@ impl World {
             _ => return Prediction::Nothing,
         };
         let own = slot.name.as_deref().unwrap_or_default();
-        let impersonates = !claimed.is_empty() && claimed != own;
+        let impersonates = !claimed.is_empty() && !same_name(claimed, own);
         // A session the hub removed (cut off, kicked, flooded) is not listed; its events are
         // dropped before they take a Lamport time.
         if impersonates || !self.listed(id) {
