@@ -211,3 +211,96 @@ async fn a_full_disk_loses_audit_records_counted_never_a_torn_line_and_chat_goes
         "{log:#?}"
     );
 }
+
+/// The Lamport time and next user id `state.json` holds.
+fn saved_counts(path: &std::path::Path) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (
+        v["lamport"].as_u64().unwrap(),
+        v["next_user_id"].as_u64().unwrap(),
+    )
+}
+
+/// The state directory on a disk that fills up: renewals of the reservation fail, chat goes on,
+/// the failures and the values past the reservation are counted, and the first save once there
+/// is room again reserves past everything handed out.
+#[tokio::test]
+async fn a_full_disk_delays_the_reservation_counted_and_chat_goes_on() {
+    const BLOCK: u64 = 10;
+    let Some(disk) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let dir = disk.path().join("state");
+    let file = dir.join(chitty::state::FILE_NAME);
+    let mut config = config();
+    config.state = Some(chitty::state::StateConfig {
+        dir: dir.clone(),
+        block: BLOCK,
+    });
+    let server = start(config).await;
+    let figures = || {
+        let mut out = chitty::metric::Snapshot::default();
+        server.hub.keeper().observe(&mut out);
+        let get = |name| out.get(name).unwrap();
+        (
+            get("state_save_failures_total"),
+            get("state_unsaved_lamport"),
+            get("state_unsaved_user_ids"),
+        )
+    };
+    let mut alice = server.join("alice").await;
+    let say = async |alice: &mut Raw, text: String| {
+        alice.say_as("alice", &text).await;
+        alice.until(|m| m.message == text).await
+    };
+    for n in 0..3 * BLOCK {
+        say(&mut alice, format!("before {n}")).await;
+    }
+    wait_until("the reservation renewed past the clock", || {
+        saved_counts(&file).0 > server.hub.clock().now()
+    })
+    .await;
+    assert_eq!(figures(), (0, 0, 0));
+
+    let filler = disk.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    drop(f);
+    let reserved = saved_counts(&file).0;
+    // Past the reservation on disk: chat goes on, and the gap is counted.
+    for n in 0..3 * BLOCK {
+        say(&mut alice, format!("full {n}")).await;
+    }
+    let mut late = server.open().await;
+    late.send_join("late").await;
+    late.until_joined("late").await;
+    let now = server.hub.clock().now();
+    assert!(now > reserved, "{now} is past the reservation {reserved}");
+    assert_eq!(saved_counts(&file).0, reserved, "nothing could be saved");
+    wait_until("the failures counted", || {
+        let (failures, unsaved, _) = figures();
+        failures > 0 && unsaved > 0
+    })
+    .await;
+    let (_, unsaved, _) = figures();
+    assert!(unsaved <= now - reserved, "{unsaved}");
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("a save once there is room again", || figures().1 == 0).await;
+    let (lamport, next_id) = saved_counts(&file);
+    assert!(
+        lamport > server.hub.clock().now(),
+        "the reservation is past every Lamport time handed out"
+    );
+    assert!(next_id > 2, "and past every user id: {next_id}");
+    say(&mut alice, "after".to_owned()).await;
+    let hub = server.hub.clone();
+    server.shutdown().await;
+    let (lamport, _) = saved_counts(&file);
+    assert_eq!(
+        lamport,
+        hub.clock().now(),
+        "a clean stop saves the exact clock"
+    );
+}

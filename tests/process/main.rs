@@ -9,6 +9,7 @@ mod cli;
 mod descriptors;
 mod full_disk;
 mod signals;
+mod state;
 mod systemd;
 mod tls;
 

@@ -1,11 +1,14 @@
-//! The admin commands: users, kick (with bans and WebSocket close frames), the socket's
-//! permissions, and the errors when chittyd is unreachable or its socket stale or taken.
+//! The admin commands: users, kick (with bans and WebSocket close frames), bans and unban
+//! across restarts, the socket's permissions, and the errors when chittyd is unreachable or its socket stale or taken.
 
 use crate::{chittyctl, chittyctl_as, json, server_with_admin};
+use chitty::audit::AuditConfig;
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
-use chitty_testkit::{PATIENCE, config, start};
+use chitty::state::StateConfig;
+use chitty_testkit::{PATIENCE, TestServer, config, start};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
@@ -241,4 +244,91 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     // client's end, as long as the server gives it.
     drop((carol, anon));
     server.shutdown().await;
+}
+
+/// A server whose admin socket and state are in `dir`, so that a restart finds both.
+async fn server_with_state(dir: &Path) -> TestServer {
+    start(ServerConfig {
+        admin_socket: Some(dir.join("admin.sock")),
+        state: Some(StateConfig::new(dir.join("state"))),
+        audit: AuditConfig {
+            file: Some(dir.join("audit.log")),
+            queue: 1024,
+            ..AuditConfig::default()
+        },
+        ..config()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bans_lists_and_unban_lifts_and_both_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
+    let server = server_with_state(dir.path()).await;
+    let _bob = server.join("Bob").await;
+    let _eve = server.join("eve").await;
+    let out = chittyctl(&socket, &["bans"]).await;
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "NAME  UNTIL  LEFT  REASON  BY\n0 bans")
+    );
+    for (name, ban) in [("BOB", "2h15m"), ("eve", "10m")] {
+        let out = chittyctl(&socket, &["kick", name, "--reason", "spam", "--ban", ban]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.stderr, "", "saved: no warning");
+    }
+    server.shutdown().await;
+
+    // After a restart: listed soonest first, shown as typed, with the time left.
+    let server = server_with_state(dir.path()).await;
+    let bans = json(&chittyctl(&socket, &["bans", "--json"]).await);
+    let bans = bans.as_array().unwrap();
+    assert_eq!(bans.len(), 2, "{bans:?}");
+    assert_eq!(bans[0]["username"], "eve");
+    assert_eq!(bans[1]["username"], "Bob");
+    assert_eq!(bans[1]["reason"], "spam");
+    let left = bans[1]["seconds_left"].as_u64().unwrap();
+    assert!((2 * 3600..=2 * 3600 + 15 * 60).contains(&left), "{left}");
+    assert!(bans[1]["actor"].as_str().unwrap().starts_with("uid="));
+    let table = chittyctl(&socket, &["bans"]).await;
+    let bob = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Bob "))
+        .unwrap();
+    assert!(bob.contains(" in 2h 1"), "{bob}");
+    assert!(table.stdout.ends_with("2 bans\n"), "{}", table.stdout);
+
+    // Lifted by any form of the name; lifting it again is exit 4, like kick's nobody.
+    let out = chittyctl(&socket, &["unban", "bob"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "lifted the ban on Bob\n");
+    let out = chittyctl(&socket, &["unban", "bob"]).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("no ban on \"bob\""), "{}", out.stderr);
+    let mut bob = server.open().await;
+    bob.send_join("bob").await;
+    bob.until_joined("bob").await;
+    server.shutdown().await;
+
+    let server = server_with_state(dir.path()).await;
+    let bans = json(&chittyctl(&socket, &["bans", "--json"]).await);
+    assert_eq!(bans.as_array().unwrap().len(), 1, "{bans}");
+    assert_eq!(bans[0]["username"], "eve");
+    let mut again = server.open().await;
+    again.send_join("EVE").await;
+    assert_eq!(again.expect_status().await.code(), Code::PermissionDenied);
+    server.shutdown().await;
+
+    let records = chitty_testkit::audit::records(&dir.path().join("audit.log"));
+    let unban = records
+        .iter()
+        .find(|r| r["event"] == "unban")
+        .expect("unban audited");
+    assert_eq!(unban["user"], "Bob");
+    assert!(
+        unban["actor"].as_str().unwrap().starts_with("uid="),
+        "{unban}"
+    );
 }
