@@ -109,6 +109,8 @@ check "journal: listening and watchdog armed" \
 equal "/run/chitty" "$(stat -c '%a %U %G' /run/chitty)" "750 chitty chitty-admin"
 equal "/var/log/chitty" "$(stat -c '%a %U %G' /var/log/chitty)" "750 chitty chitty-admin"
 equal "audit.log" "$(stat -c '%a %U %G' /var/log/chitty/audit.log)" "640 chitty chitty-admin"
+equal "/var/lib/chitty" "$(stat -c '%a %U %G' /var/lib/chitty)" "750 chitty chitty-admin"
+check "the state is saved in /var/lib/chitty/state.json" test -s /var/lib/chitty/state.json
 
 ## Two line-mode clients chat through the service
 # Each reads its input from a fifo that this script holds open, so lines can be fed one by one.
@@ -265,6 +267,7 @@ check "package unknown to dpkg after purge" bash -c '! dpkg-query -W chitty >/de
 check "/etc/default/chitty gone" bash -c '! test -e /etc/default/chitty'
 check "/etc/logrotate.d/chitty gone" bash -c '! test -e /etc/logrotate.d/chitty'
 check "/var/log/chitty gone" bash -c '! test -e /var/log/chitty'
+check "/var/lib/chitty gone" bash -c '! test -e /var/lib/chitty'
 equal "LoadState after purge" "$(prop LoadState)" not-found
 check "no enablement or mask left behind" bash -c \
     '! test -e /etc/systemd/system/multi-user.target.wants/chitty.service && ! test -e /var/lib/systemd/deb-systemd-helper-enabled/chitty.service'

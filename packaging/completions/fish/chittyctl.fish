@@ -30,6 +30,8 @@ complete -c chittyctl -n "__fish_chittyctl_needs_command" -s h -l help -d 'Print
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -s V -l version -d 'Print version'
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "bans" -d 'List the bans in force: name, when each ends and how long is left, why, and who gave it'
+complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "unban" -d 'Lift the ban on a name (any letter case), so it can join again at once'
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "stats" -d 'Show the counters: connections, messages, deliveries, slow consumers, rejections, audit, and connections refused at the chat port (per-address limits, handshake timeouts, TLS)'
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "announce" -d 'Send a notice from SERVER to every participant'
@@ -39,10 +41,16 @@ complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l socket -d 
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l json -d 'Print JSON with stable field names instead of text for people'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l reason -d 'Why (shown to the participant and everyone else, and audited)' -r
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l ban -d 'Keep the name from rejoining for this long (e.g. 10m, 1h30m)' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l ban -d 'Keep the name, in any letter case, from rejoining for this long (e.g. 10m, 1h30m). Bans are kept in chittyd\'s state directory and survive restarts' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l json -d 'Print JSON with stable field names instead of text for people'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bans" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bans" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bans" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand unban" -l socket -d 'chittyd\'s admin socket' -r -F
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand unban" -l json -d 'Print JSON with stable field names instead of text for people'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand unban" -s h -l help -d 'Print help'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l json -d 'Print JSON with stable field names instead of text for people'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help'
@@ -70,10 +78,12 @@ complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l drain-time
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l json -d 'Print JSON with stable field names instead of text for people'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "stats" -d 'Show the counters: connections, messages, deliveries, slow consumers, rejections, audit, and connections refused at the chat port (per-address limits, handshake timeouts, TLS)'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "announce" -d 'Send a notice from SERVER to every participant'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "bench" -d 'Load-test a chittyd over its chat port (not the admin socket): connect N participants, let S send, measure deliveries, latency, ordering, losses, and with --server-pid the server\'s CPU per delivery and memory per connection'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "bans" -d 'List the bans in force: name, when each ends and how long is left, why, and who gave it'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "unban" -d 'Lift the ban on a name (any letter case), so it can join again at once'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "stats" -d 'Show the counters: connections, messages, deliveries, slow consumers, rejections, audit, and connections refused at the chat port (per-address limits, handshake timeouts, TLS)'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "announce" -d 'Send a notice from SERVER to every participant'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "bench" -d 'Load-test a chittyd over its chat port (not the admin socket): connect N participants, let S send, measure deliveries, latency, ordering, losses, and with --server-pid the server\'s CPU per delivery and memory per connection'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick bans unban clock stats announce bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -67,7 +67,10 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 /// Environment variables the packaged unit (systemd/chitty.service) sets with `Environment=`,
 /// where the service's default differs from chittyd's own. /etc/default/chitty shows these
 /// values; the drift test (tools/docs/tests/docs.rs) checks that the unit sets exactly these.
-pub const UNIT_ENVIRONMENT: &[(&str, &str)] = &[("CHITTY_AUDIT_LOG", "/var/log/chitty/audit.log")];
+pub const UNIT_ENVIRONMENT: &[(&str, &str)] = &[
+    ("CHITTY_AUDIT_LOG", "/var/log/chitty/audit.log"),
+    ("CHITTY_STATE_DIR", "/var/lib/chitty"),
+];
 
 /// Every generated file: its path relative to the repository root, and its content.
 pub fn generated() -> Vec<(PathBuf, String)> {
