@@ -6,9 +6,9 @@ use crate::audit::{AuditConfig, DEFAULT_QUEUE};
 use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
 use crate::server::limits::ConnLimits;
+use crate::server::listen::ListenAddr;
 use crate::server::tls::TlsFiles;
 use clap::{Parser, ValueEnum};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,14 +42,16 @@ pub enum LogTarget {
                   for example in /etc/default/chitty when run by systemd."
 )]
 pub struct DaemonArgs {
-    /// Address and port of the chat port (gRPC).
+    /// Where the chat port (gRPC and WebSocket) listens: PORT or :PORT (every address, IPv4 and
+    /// IPv6), HOST:PORT with a host name (every address it resolves to: localhost:9000 is
+    /// usually 127.0.0.1 and ::1), IPv4:PORT (0.0.0.0:8080) or [IPv6]:PORT ([::1]:8080).
     #[arg(
         long,
         env = "CHITTY_LISTEN",
         default_value = "[::]:8080",
         value_name = "ADDR"
     )]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
 
     /// How long shutdown waits for participants' streams to end before closing them (e.g. 5s).
     #[arg(long, env = "CHITTY_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -183,9 +185,10 @@ pub struct DaemonArgs {
     )]
     pub tls_key: Option<PathBuf>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default); ADDR in the forms of
+    /// --listen, e.g. localhost:9100.
     #[arg(long, env = "CHITTY_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<ListenAddr>,
 
     /// Where logs go.
     #[arg(long, env = "CHITTY_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
@@ -221,7 +224,7 @@ impl DaemonArgs {
             None => Some(PathBuf::from("-")),
         };
         ServerConfig {
-            listen: self.listen,
+            listen: self.listen.clone(),
             shutdown_grace: self.shutdown_grace,
             max_frame: self.max_frame,
             hub: HubConfig {
@@ -247,7 +250,7 @@ impl DaemonArgs {
                 None => Some(PathBuf::from(DEFAULT_ADMIN_SOCKET)),
             },
             admin_optional: self.admin_socket.is_none(),
-            metrics_listen: self.metrics_listen,
+            metrics_listen: self.metrics_listen.clone(),
             limits: ConnLimits {
                 max_per_ip: self.max_connections_per_ip,
                 new_per_ip: self.new_connections_per_ip,
@@ -295,7 +298,7 @@ mod tests {
     #[test]
     fn defaults_match_the_original() {
         let args = DaemonArgs::try_parse_from(["chittyd", "--log-target", "stderr"]).unwrap();
-        assert_eq!(args.listen.port(), 8080);
+        assert_eq!(args.listen, "[::]:8080".parse().unwrap());
         let config = args.server_config();
         assert_eq!(config.audit.file, Some(PathBuf::from("-")));
         assert!(!config.audit.journal);

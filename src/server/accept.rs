@@ -3,12 +3,12 @@
 
 use super::connection::Edge;
 use super::limits::{self, Backoff, Gate};
+use super::listen::Listeners;
 use super::stats::EdgeStats;
 use crate::throttle::Throttle;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// owns them all: a connection, gRPC or WebSocket, is one task from accept to close, holding its
 /// per-address slot throughout. Finished tasks are reaped as the loop goes.
 pub(super) async fn accept_until(
-    listener: &TcpListener,
+    listener: &mut Listeners,
     edge: &Arc<Edge>,
     gate: &Arc<Gate>,
     shutdown: &CancellationToken,

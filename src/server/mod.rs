@@ -15,6 +15,7 @@ pub mod admin;
 pub mod chat;
 mod connection;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod stats;
 mod tasks;
@@ -28,6 +29,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::systemd;
 use connection::Edge;
 use limits::{ConnLimits, Gate};
+use listen::{ListenAddr, ListenError, Listeners};
 use stats::EdgeStats;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +38,7 @@ use std::time::Duration;
 use tasks::Tasks;
 use thiserror::Error;
 use tls::{TlsError, TlsFiles};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -49,8 +51,8 @@ pub const SHUTDOWN_NOTICE: &str = "Chitty-Chat server is shutting down";
 /// Everything `Server::bind` needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Address of the chat port.
-    pub listen: SocketAddr,
+    /// Address of the chat port (every address a host name resolves to).
+    pub listen: ListenAddr,
     /// How long shutdown waits for participants' streams to finish before closing them.
     pub shutdown_grace: Duration,
     /// Largest frame accepted from a client, in bytes.
@@ -65,7 +67,7 @@ pub struct ServerConfig {
     /// a user running chittyd by hand may not be allowed to create) instead of failing.
     pub admin_optional: bool,
     /// Address of the Prometheus endpoint; `None` (the default) serves none.
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<ListenAddr>,
     /// Per-address limits on new and open connections, applied at accept.
     pub limits: ConnLimits,
     /// How long a new connection has to finish its TLS handshake and send its first request
@@ -78,7 +80,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
             shutdown_grace: Duration::from_secs(5),
             max_frame: 4096,
             hub: HubConfig::default(),
@@ -97,13 +99,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Error)]
 pub enum ServerError {
     /// The chat port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The audit trail could not be opened.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -111,13 +108,8 @@ pub enum ServerError {
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
     /// The metrics port could not be bound.
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error("metrics endpoint: {0}")]
+    Metrics(ListenError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -134,9 +126,9 @@ pub enum ServerError {
 /// A bound, not yet serving chittyd.
 pub struct Server {
     config: ServerConfig,
-    listener: TcpListener,
+    listener: Listeners,
     admin: Option<(UnixListener, PathBuf)>,
-    metrics: Option<TcpListener>,
+    metrics: Option<Listeners>,
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
     audit_writer: Option<audit::AuditWriter>,
@@ -165,13 +157,7 @@ impl Server {
         };
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let (auditor, audit_writer) = audit::open(&config.audit)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = Listeners::bind(&config.listen).await?;
         let admin = match &config.admin_socket {
             None => None,
             Some(path) => match admin::bind(path) {
@@ -183,13 +169,9 @@ impl Server {
                 Err(e) => return Err(e.into()),
             },
         };
-        let metrics = match config.metrics_listen {
+        let metrics = match &config.metrics_listen {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Metrics { addr, source })?,
-            ),
+            Some(addr) => Some(Listeners::bind(addr).await.map_err(ServerError::Metrics)?),
         };
         let hub = Hub::new(config.hub.clone(), auditor);
         Ok(Server {
@@ -206,9 +188,15 @@ impl Server {
         })
     }
 
-    /// The bound chat address (useful with port 0).
+    /// The bound chat address (useful with port 0); the first one, when a host name stands
+    /// for several.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.local_addrs()[0]
+    }
+
+    /// Every bound chat address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listener.local_addrs()
     }
 
     /// The admin socket's path, if one is served.
@@ -216,9 +204,11 @@ impl Server {
         self.admin.as_ref().map(|(_, p)| p.as_path())
     }
 
-    /// The bound metrics address, if any.
+    /// The bound metrics address, if any (the first one, when a host name stands for several).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics
+            .as_ref()
+            .and_then(|l| l.local_addrs().first().copied())
     }
 
     /// The hub, for callers that embed the server.
@@ -265,7 +255,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let Server {
             config,
-            listener,
+            mut listener,
             admin,
             metrics,
             hub,
@@ -301,14 +291,12 @@ impl Server {
         let (health, router) = routes(&hub, config.max_frame).await;
         let edge_conn = Edge::new(router, &config, tls, Arc::clone(&edge), Arc::clone(&hub));
         let gate = Gate::new(config.limits, Arc::clone(&edge));
-        let listening = listener
-            .local_addr()
-            .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        let listening = listener.describe();
         let scheme = if edge_conn.tls() { " (TLS)" } else { "" };
         tracing::info!("chittyd listening on {listening}{scheme}");
         systemd::notify_ready(&hub, &listening);
         let connections =
-            accept::accept_until(&listener, &edge_conn, &gate, &shutdown, open_files).await;
+            accept::accept_until(&mut listener, &edge_conn, &gate, &shutdown, open_files).await;
         drop(listener);
         Stopping {
             hub,

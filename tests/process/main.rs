@@ -2,12 +2,13 @@
 //! audit file across SIGTERM and SIGHUP and on a disk that fills up (a small tmpfs the test
 //! mounts), sd_notify and journald on sockets the test owns, the admin socket against a second
 //! chittyd started as another user, an open-files limit that runs out, the `chitty` client's
-//! line mode, reconnects and exit codes, and TLS from certificate files.
+//! line mode, reconnects and exit codes, TLS from certificate files, and every form of --listen.
 
 mod admin_socket;
 mod cli;
 mod descriptors;
 mod full_disk;
+mod listen;
 mod signals;
 mod systemd;
 mod tls;

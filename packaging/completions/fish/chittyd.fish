@@ -1,4 +1,4 @@
-complete -c chittyd -l listen -d 'Address and port of the chat port (gRPC)' -r
+complete -c chittyd -l listen -d 'Where the chat port (gRPC and WebSocket) listens: PORT or :PORT (every address, IPv4 and IPv6), HOST:PORT with a host name (every address it resolves to: localhost:9000 is usually 127.0.0.1 and ::1), IPv4:PORT (0.0.0.0:8080) or [IPv6]:PORT ([::1]:8080)' -r
 complete -c chittyd -l shutdown-grace -d 'How long shutdown waits for participants\' streams to end before closing them (e.g. 5s)' -r
 complete -c chittyd -l backlog -d 'Messages a participant may have waiting to be read; one that falls further behind is disconnected as a slow consumer, so it never delays anybody else' -r
 complete -c chittyd -l max-participants -d 'Participants the server takes at once; further joins are refused (RESOURCE_EXHAUSTED)' -r
@@ -17,7 +17,7 @@ complete -c chittyd -l new-connections-window -d 'The time window of --new-conne
 complete -c chittyd -l handshake-timeout -d 'How long a new connection has to finish its TLS handshake and send its first request (the gRPC call or the WebSocket upgrade); one that has not is closed, so sockets that connect and say nothing do not hold descriptors (e.g. 10s)' -r
 complete -c chittyd -l tls-cert -d 'Serve the chat port (gRPC and WebSocket) over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Clients then connect with `chitty chat --tls` (and `--ca FILE` for a private CA) or wss://. Without it the port speaks plain TCP, fine on localhost or behind a TLS-terminating proxy' -r -F
 complete -c chittyd -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). Readable by chittyd only' -r -F
-complete -c chittyd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics (off by default)' -r
+complete -c chittyd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics (off by default); ADDR in the forms of --listen, e.g. localhost:9100' -r
 complete -c chittyd -l log-target -d 'Where logs go' -r -f -a "auto\t'journald when systemd started us with stderr on the journal, otherwise stderr'
 journal\t'journald, with structured fields'
 stderr\t'Standard error, human-readable'"
