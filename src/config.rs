@@ -39,7 +39,10 @@ pub enum LogTarget {
                   SIGTERM or SIGINT: participants are told, and it exits within the shutdown \
                   grace. SIGHUP reopens the audit file (for logrotate).",
     after_help = "Every option can also be set through the environment variable shown with it, \
-                  for example in /etc/default/chitty when run by systemd."
+                  for example in /etc/default/chitty when run by systemd.\n\n\
+                  Exit status: 0 stopped cleanly, 1 a failure that may pass (a port still in use), \
+                  78 a configuration error (a bad option or value, unusable files or paths), which \
+                  chitty.service does not restart on."
 )]
 pub struct DaemonArgs {
     /// Where the chat port (gRPC and WebSocket) listens: PORT or :PORT (every address, IPv4 and
@@ -199,6 +202,7 @@ pub struct DaemonArgs {
         long,
         env = "CHITTY_LOG",
         default_value = "info",
+        value_parser = parse_filter,
         value_name = "FILTER"
     )]
     pub log: String,
@@ -266,6 +270,13 @@ impl DaemonArgs {
             },
         }
     }
+}
+
+/// A log filter tracing understands (a typo is a configuration error, not silently "info").
+fn parse_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a log filter: {e} (e.g. info, debug, chitty=debug)"))
 }
 
 /// A duration that is not zero (a zero timeout would close every connection).

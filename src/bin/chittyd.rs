@@ -2,8 +2,9 @@
 
 use chitty::audit::AUDIT_TARGET;
 use chitty::config::DaemonArgs;
-use chitty::server::Server;
-use clap::Parser;
+use chitty::exit;
+use chitty::server::{Server, ServerError};
+use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
@@ -14,20 +15,22 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitEx
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let args = DaemonArgs::parse();
-    init_logging(&args);
+    let args = match DaemonArgs::try_parse() {
+        Ok(args) => args,
+        Err(e) => return exit::usage(&e, &DaemonArgs::command()),
+    };
+    let journal = init_logging(&args);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // chitty's errors name their cause in their own message; the chain would repeat it.
-            tracing::error!("{e}");
-            eprintln!("chittyd: {e}");
-            ExitCode::from(1)
-        }
+        // chitty's errors name their cause in their own message; the chain would repeat it.
+        Err(e) if e.is_configuration() => exit::config_error(&e.to_string(), journal),
+        Err(e) => exit::failure(&e.to_string(), journal),
     }
 }
 
-fn init_logging(args: &DaemonArgs) {
+/// Sets up logging; returns whether it goes to the journal.
+fn init_logging(args: &DaemonArgs) -> bool {
+    // The filter was checked when the options were parsed.
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Audit records sent to the journal are events on their own target: they are the trail,
     // not logs, so `--log warn` must not filter them out.
@@ -43,7 +46,7 @@ fn init_logging(args: &DaemonArgs) {
                     .with_field_prefix(None)
                     .with_syslog_identifier("chittyd".into());
                 registry.with(layer).init();
-                return;
+                return true;
             }
             Err(e) => eprintln!("chittyd: journald unavailable ({e}); logging to stderr"),
         }
@@ -52,10 +55,11 @@ fn init_logging(args: &DaemonArgs) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     registry.with(stderr).init();
+    false
 }
 
 #[tokio::main]
-async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+async fn run(args: DaemonArgs) -> Result<(), ServerError> {
     let mut server = Server::bind(args.server_config()).await?;
     let stop = CancellationToken::new();
     server.handle_signals(stop.clone())?;

@@ -50,6 +50,20 @@ pub enum AdminError {
     },
 }
 
+impl AdminError {
+    /// Whether the configuration is at fault (see [`crate::exit`]): another chittyd's socket, a
+    /// socket chittyd may not use, a path that is not a socket or cannot be created. A socket
+    /// someone else bound between the look and the bind is not.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            AdminError::InUse(_) | AdminError::Unverifiable { .. } | AdminError::NotASocket(_) => {
+                true
+            }
+            AdminError::Io { source, .. } => crate::os::path_error_is_configuration(source),
+        }
+    }
+}
+
 /// Binds the admin socket at `path`, mode 0660. A stale socket left by a crash is replaced; one
 /// that a live chittyd answers on is not, and neither is one we cannot connect to for any
 /// other reason: only ECONNREFUSED proves that nobody listens.

@@ -123,6 +123,23 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// Whether the configuration is at fault, so that starting again is pointless until it is
+    /// fixed (see [`crate::exit`]): a value that cannot work (a name that does not resolve, a
+    /// port that needs privileges, TLS files that cannot be used, a path chittyd may not
+    /// create). A port still held by a stopping process or an address the network has not
+    /// configured yet may pass, and so may anything else.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            ServerError::Listen(e) | ServerError::Metrics(e) => e.is_configuration(),
+            ServerError::Audit(e) => e.is_configuration(),
+            ServerError::Admin(e) => e.is_configuration(),
+            ServerError::Tls(_) => true,
+            ServerError::Signal { .. } => false,
+        }
+    }
+}
+
 /// A bound, not yet serving chittyd.
 pub struct Server {
     config: ServerConfig,

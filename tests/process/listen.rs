@@ -146,7 +146,7 @@ async fn a_wrong_listen_value_names_the_accepted_forms() {
             .unwrap()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} {env:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(78), "{args:?} {env:?}: {stderr}");
         assert!(
             stderr.contains("PORT, :PORT, HOST:PORT, IPv4:PORT or [IPv6]:PORT"),
             "{args:?} {env:?}: {stderr}"

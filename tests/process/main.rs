@@ -1,4 +1,4 @@
-//! chittyd and chitty as processes, and what only a process has: signals and exit codes, the
+//! chittyd and chitty as processes, and what only a process has: signals and exit statuses, the
 //! audit file across SIGTERM and SIGHUP and on a disk that fills up (a small tmpfs the test
 //! mounts), sd_notify and journald on sockets the test owns, the admin socket against a second
 //! chittyd started as another user, an open-files limit that runs out, the `chitty` client's
@@ -7,6 +7,7 @@
 mod admin_socket;
 mod cli;
 mod descriptors;
+mod exit_status;
 mod full_disk;
 mod listen;
 mod signals;
