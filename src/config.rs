@@ -15,6 +15,15 @@ use std::time::Duration;
 /// Where chittyd puts its admin socket, and where chittyctl looks, unless told otherwise.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/chitty/admin.sock";
 
+/// Where chittyd run by hand puts its admin socket when it may not create the default, and
+/// where chittyctl looks next: `$XDG_RUNTIME_DIR/chitty/admin.sock`, the user's own runtime
+/// directory (`None` without one).
+pub fn user_admin_socket() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    dir.is_absolute()
+        .then(|| dir.join("chitty").join("admin.sock"))
+}
+
 /// Where logs (and, under systemd, audit entries) go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogTarget {
@@ -139,7 +148,9 @@ pub struct DaemonArgs {
     /// The admin socket (for chittyctl), created mode 0660; "none" serves no admin interface.
     /// A socket left by a crashed chittyd is replaced; one a running chittyd answers on is not.
     /// If the default cannot be created (running by hand without permission for /run/chitty),
-    /// chittyd warns and runs without it; a path given explicitly must work.
+    /// chittyd uses $XDG_RUNTIME_DIR/chitty/admin.sock, where chittyctl looks next, or else
+    /// runs without one; a path given explicitly must work. At exit chittyd removes the socket
+    /// and the directories it created for it.
     #[arg(long, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
 
@@ -254,6 +265,11 @@ impl DaemonArgs {
                 None => Some(PathBuf::from(DEFAULT_ADMIN_SOCKET)),
             },
             admin_optional: self.admin_socket.is_none(),
+            admin_fallback: self
+                .admin_socket
+                .is_none()
+                .then(user_admin_socket)
+                .flatten(),
             metrics_listen: self.metrics_listen.clone(),
             limits: ConnLimits {
                 max_per_ip: self.max_connections_per_ip,

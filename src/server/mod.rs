@@ -12,6 +12,7 @@
 
 mod accept;
 pub mod admin;
+pub mod admin_socket;
 pub mod chat;
 mod connection;
 pub mod limits;
@@ -27,6 +28,7 @@ pub use connection::ConnInfo;
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
 use crate::systemd;
+use admin_socket::{AdminError, AdminSocket};
 use connection::Edge;
 use limits::{ConnLimits, Gate};
 use listen::{ListenAddr, ListenError, Listeners};
@@ -38,7 +40,6 @@ use std::time::Duration;
 use tasks::Tasks;
 use thiserror::Error;
 use tls::{TlsError, TlsFiles};
-use tokio::net::UnixListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     /// Whether failing to create the admin socket only warns (the built-in default path, which
     /// a user running chittyd by hand may not be allowed to create) instead of failing.
     pub admin_optional: bool,
+    /// Where the admin socket goes when the optional default cannot be used: the user's own
+    /// runtime directory (`$XDG_RUNTIME_DIR/chitty/admin.sock`), where chittyctl looks next.
+    pub admin_fallback: Option<PathBuf>,
     /// Address of the Prometheus endpoint; `None` (the default) serves none.
     pub metrics_listen: Option<ListenAddr>,
     /// Per-address limits on new and open connections, applied at accept.
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             audit: AuditConfig::default(),
             admin_socket: None,
             admin_optional: false,
+            admin_fallback: None,
             metrics_listen: None,
             limits: ConnLimits::default(),
             handshake_timeout: Duration::from_secs(10),
@@ -106,7 +111,7 @@ pub enum ServerError {
     Audit(#[from] AuditError),
     /// The admin socket could not be set up.
     #[error(transparent)]
-    Admin(#[from] admin::AdminError),
+    Admin(#[from] AdminError),
     /// The metrics port could not be bound.
     #[error("metrics endpoint: {0}")]
     Metrics(ListenError),
@@ -144,7 +149,7 @@ impl ServerError {
 pub struct Server {
     config: ServerConfig,
     listener: Listeners,
-    admin: Option<(UnixListener, PathBuf)>,
+    admin: Option<AdminSocket>,
     metrics: Option<Listeners>,
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
@@ -177,12 +182,9 @@ impl Server {
         let listener = Listeners::bind(&config.listen).await?;
         let admin = match &config.admin_socket {
             None => None,
-            Some(path) => match admin::bind(path) {
-                Ok(l) => Some((l, path.clone())),
-                Err(e) if config.admin_optional => {
-                    tracing::warn!("{e}; serving without the admin interface (see --admin-socket)");
-                    None
-                }
+            Some(path) => match admin_socket::bind(path) {
+                Ok(socket) => Some(socket),
+                Err(e) if config.admin_optional => optional_admin(e, &config.admin_fallback),
                 Err(e) => return Err(e.into()),
             },
         };
@@ -218,7 +220,7 @@ impl Server {
 
     /// The admin socket's path, if one is served.
     pub fn admin_socket(&self) -> Option<&std::path::Path> {
-        self.admin.as_ref().map(|(_, p)| p.as_path())
+        self.admin.as_ref().map(AdminSocket::path)
     }
 
     /// The bound metrics address, if any (the first one, when a host name stands for several).
@@ -284,12 +286,9 @@ impl Server {
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
-        if let Some((listener, path)) = admin {
+        if let Some(socket) = admin {
             let service = admin::AdminService::new(Arc::clone(&hub), Arc::clone(&edge));
-            tasks.spawn(
-                "admin",
-                serve_admin(listener, path, service, shutdown.clone()),
-            );
+            tasks.spawn("admin", serve_admin(socket, service, shutdown.clone()));
         }
         if let Some(listener) = metrics {
             let serve = metrics::serve(
@@ -399,16 +398,38 @@ impl Stopping {
     }
 }
 
-/// Serves the admin service on its socket until `stop`, then removes the socket file.
+/// The optional default admin socket could not be created (chittyd run by hand, without
+/// permission for /run/chitty): the user's runtime directory, if there is one, else none.
+fn optional_admin(e: AdminError, fallback: &Option<PathBuf>) -> Option<AdminSocket> {
+    let Some(path) = fallback else {
+        tracing::warn!("{e}; serving without the admin interface (see --admin-socket)");
+        return None;
+    };
+    match admin_socket::bind(path) {
+        Ok(socket) => {
+            tracing::info!("{e}; using {} instead", path.display());
+            Some(socket)
+        }
+        Err(e2) => {
+            tracing::warn!("{e}; {e2}; serving without the admin interface (see --admin-socket)");
+            None
+        }
+    }
+}
+
+/// Serves the admin service on its socket until `stop`, then removes the socket file (and the
+/// directories created for it) by dropping it.
 async fn serve_admin(
-    listener: UnixListener,
-    path: PathBuf,
+    mut socket: AdminSocket,
     service: admin::AdminService,
     stop: CancellationToken,
 ) {
+    let Some(listener) = socket.take_listener() else {
+        return;
+    };
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let service = crate::pb::admin::admin_server::AdminServer::new(service);
-    tracing::info!("admin interface on {}", path.display());
+    tracing::info!("admin interface on {}", socket.path().display());
     if let Err(e) = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop.cancelled())
@@ -416,9 +437,7 @@ async fn serve_admin(
     {
         tracing::error!("admin interface failed: {e}");
     }
-    if let Err(e) = std::fs::remove_file(&path) {
-        tracing::warn!("removing admin socket {}: {e}", path.display());
-    }
+    drop(socket);
 }
 
 /// Server reflection (v1 and v1alpha), so grpcurl and friends work without our proto files.

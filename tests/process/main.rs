@@ -30,15 +30,4 @@ fn chitty(args: &[&str]) -> Child {
     process::spawn(env!("CARGO_BIN_EXE_chitty"), args)
 }
 
-/// Whether this test may run: true as root; otherwise it fails, unless CHITTY_SKIP_ROOT_TESTS=1
-/// asks to skip what only root can set up (CI runs as root).
-fn root_or_skip(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CHITTY_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped (CHITTY_SKIP_ROOT_TESTS=1): {what} needs root");
-        return false;
-    }
-    panic!("{what} needs root; run the tests as root, or set CHITTY_SKIP_ROOT_TESTS=1 to skip it");
-}
+use chitty_testkit::process::root_or_skip;

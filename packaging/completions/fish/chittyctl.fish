@@ -37,21 +37,21 @@ complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "bench" -d 'Load
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l reason -d 'Why (shown to the participant and everyone else, and audited)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l ban -d 'Keep the name from rejoining for this long (e.g. 10m, 1h30m)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l target -d 'chittyd\'s chat port' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l transport -d 'Which protocol the participants speak' -r -f -a "grpc\t'The gRPC Broadcast stream'
 ws\t'The WebSocket JSON gateway'"
