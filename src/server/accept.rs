@@ -6,6 +6,7 @@ use super::limits::{self, Backoff, Gate};
 use super::listen::Listeners;
 use super::stats::EdgeStats;
 use crate::throttle::Throttle;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -96,6 +97,9 @@ pub(super) async fn accept_until(
                         continue;
                     }
                 };
+                // An IPv4 client of a dual-stack `[::]` socket arrives as ::ffff:a.b.c.d: it is
+                // a.b.c.d everywhere from here on (per-address limits, users list, audit, logs).
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 let failed = backoff.succeed();
                 if failed > 0 {
                     tracing::info!("accepting connections again after {failed} failed accepts");

@@ -325,3 +325,56 @@ async fn without_socket_chittyctl_tries_the_service_then_the_users_runtime_dir()
         "removed with its socket"
     );
 }
+
+#[tokio::test]
+async fn ipv4_peers_of_a_dual_stack_socket_are_shown_as_ipv4() {
+    // On `[::]` an IPv4 client arrives as ::ffff:127.0.0.1; it is 127.0.0.1 in the users list
+    // and the audit trail.
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let server = chitty_testkit::start_at(
+        "[::]:0".parse().unwrap(),
+        ServerConfig {
+            admin_socket: Some(dir.path().join("admin.sock")),
+            audit: chitty::audit::AuditConfig {
+                file: Some(audit.clone()),
+                ..Default::default()
+            },
+            ..config()
+        },
+    )
+    .await;
+    let socket = server.admin.clone().unwrap();
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let mut alice = chitty_testkit::Raw::open(&format!("http://{v4}")).await;
+    alice.send_join("alice").await;
+    alice.until_joined("alice").await;
+    let carol = chitty_testkit::WsUser::connect(v4, "?username=carol").await;
+    alice.until_joined("carol").await;
+
+    let users = json(&chittyctl(&socket, &["users", "--json"]).await);
+    let peers: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers.len(), 2);
+    assert!(
+        peers.iter().all(|p| p.starts_with("127.0.0.1:")),
+        "{peers:?}"
+    );
+    drop((alice, carol));
+    server.shutdown().await;
+    let records = chitty_testkit::audit::records(&audit);
+    let joins: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "join")
+        .map(|r| r["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(joins.len(), 2, "{records:?}");
+    assert!(
+        joins.iter().all(|p| p.starts_with("127.0.0.1:")),
+        "{joins:?}"
+    );
+}
