@@ -185,7 +185,13 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 })
                 .await?
                 .into_inner();
-            let id = reply.user.map_or(0, |u| u.id);
+            let id = reply.user.as_ref().map_or(0, |u| u.id);
+            // By name or by #ID, the text names the participant once: `bob (#2)`, or
+            // `#3 (not joined)` for a connection that never picked a name.
+            let who = match reply.user.as_ref().map(|u| u.username.as_str()) {
+                Some(username) if !username.is_empty() => format!("{username} (#{id})"),
+                _ => format!("#{id} (not joined)"),
+            };
             let ban_seconds = ban.map_or(0, |d| d.as_secs().max(1));
             if cli.json {
                 writeln!(
@@ -196,11 +202,11 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
             } else if ban_seconds > 0 {
                 writeln!(
                     out,
-                    "kicked {name} (#{id}); banned for {}",
+                    "kicked {who}; banned for {}",
                     human(Duration::from_secs(ban_seconds))
                 )
             } else {
-                writeln!(out, "kicked {name} (#{id})")
+                writeln!(out, "kicked {who}")
             }
         }
         CtlCommand::Clock => {

@@ -375,7 +375,8 @@ impl Stopping {
                 .await;
         }
         let ended = self.hub.shutdown(SHUTDOWN_NOTICE);
-        tracing::info!("shutting down: ended {ended} sessions");
+        let sessions = if ended == 1 { "session" } else { "sessions" };
+        tracing::info!("shutting down: ended {ended} {sessions}");
         let deadline = tokio::time::Instant::now() + self.grace;
         let drained = tokio::time::timeout_at(deadline, async {
             while self.connections.join_next().await.is_some() {}

@@ -77,7 +77,10 @@ async fn kick_ends_the_stream_announces_audits_and_bans() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("kicked bob"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout,
+        format!("kicked bob (#{}); banned for 2s\n", bob.id)
+    );
     let status = bob.expect_status().await;
     assert_eq!(status.code(), Code::Aborted);
     assert!(status.message().contains("spamming"), "{status:?}");
@@ -229,6 +232,7 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, format!("kicked #{anon_id} (not joined)\n"));
     let frame = anon.closed().await;
     assert!(
         frame.1.contains("removed by an operator: bye"),
