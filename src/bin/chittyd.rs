@@ -7,7 +7,10 @@ use chitty::server::{Server, ServerError};
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_journald::{Priority, PriorityMappings};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// jemalloc, with background threads that give memory freed after a burst back to the system
 /// (glibc's malloc kept a leave storm's gigabyte after the room was empty).
@@ -40,12 +43,9 @@ fn init_logging(args: &DaemonArgs) -> bool {
     };
     let registry = tracing_subscriber::registry().with(filter);
     if args.journal() {
-        match tracing_journald::layer() {
-            Ok(layer) => {
-                let layer = layer
-                    .with_field_prefix(None)
-                    .with_syslog_identifier("chittyd".into());
-                registry.with(layer).init();
+        match journald_layers() {
+            Ok(layers) => {
+                registry.with(layers).init();
                 return true;
             }
             Err(e) => eprintln!("chittyd: journald unavailable ({e}); logging to stderr"),
@@ -56,6 +56,29 @@ fn init_logging(args: &DaemonArgs) -> bool {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     registry.with(stderr).init();
     false
+}
+
+/// The journal's two streams: chittyd's own logs with tracing-journald's priorities (INFO is
+/// notice, 5), and the audit records at info (6), so `journalctl -p notice` shows operational
+/// events without one line per chat message.
+fn journald_layers<S>() -> std::io::Result<Vec<Box<dyn Layer<S> + Send + Sync>>>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let layer = || {
+        tracing_journald::layer().map(|l| {
+            l.with_field_prefix(None)
+                .with_syslog_identifier("chittyd".into())
+        })
+    };
+    let logs = layer()?.with_filter(filter_fn(|m| m.target() != AUDIT_TARGET));
+    let audit = layer()?
+        .with_priority_mappings(PriorityMappings {
+            info: Priority::Informational,
+            ..PriorityMappings::new()
+        })
+        .with_filter(filter_fn(|m| m.target() == AUDIT_TARGET));
+    Ok(vec![logs.boxed(), audit.boxed()])
 }
 
 #[tokio::main]

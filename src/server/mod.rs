@@ -170,6 +170,18 @@ impl Server {
         let open_files = match crate::os::raise_open_files_limit() {
             Ok(n) => {
                 tracing::info!("open-files limit: {n}");
+                let max = config.hub.max_participants;
+                let needed = crate::os::descriptors_needed(max);
+                if n < needed {
+                    tracing::warn!(
+                        "the open-files limit {n} is below the {needed} descriptors that \
+                         --max-participants {max} needs (one per participant, plus {} for \
+                         chittyd's own): connections will be refused before the room is full; \
+                         raise the limit (LimitNOFILE= in the unit, ulimit -n by hand) or lower \
+                         --max-participants",
+                        crate::os::OWN_DESCRIPTORS
+                    );
+                }
                 Some(n)
             }
             Err(e) => {
@@ -240,8 +252,10 @@ impl Server {
         &self.edge
     }
 
-    /// Makes SIGTERM and SIGINT cancel `stop` (a graceful shutdown) and SIGHUP reopen the audit
-    /// file, from a task the server owns.
+    /// Makes SIGTERM and SIGINT cancel `stop` (a graceful shutdown) and SIGHUP (logrotate,
+    /// `systemctl reload`) reopen the audit file, from a task the server owns. Nothing else is
+    /// reloaded: every other option comes from the command line or the environment, which a
+    /// running process cannot read again.
     pub fn handle_signals(&mut self, stop: CancellationToken) -> Result<(), ServerError> {
         use tokio::signal::unix::{SignalKind, signal};
         let install = |kind: SignalKind, name: &'static str| {
@@ -260,7 +274,19 @@ impl Server {
                     () = stop.cancelled() => return,
                     _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                    _ = hup.recv() => if let Some(reopen) = &reopen { reopen.notify_one() },
+                    _ = hup.recv() => match &reopen {
+                        Some(reopen) => {
+                            tracing::info!(
+                                "SIGHUP: reopening the audit file (other options take effect \
+                                 on a restart)"
+                            );
+                            reopen.notify_one();
+                        }
+                        None => tracing::info!(
+                            "SIGHUP: no audit file to reopen (other options take effect on a \
+                             restart)"
+                        ),
+                    },
                 }
             }
             stop.cancel();
