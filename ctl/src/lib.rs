@@ -153,6 +153,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 path: PathBuf::from(&args.target),
                 why: m,
             },
+            bench::BenchError::Refused(m) => CtlError::Failed(m),
             e => CtlError::Failed(e.to_string()),
         });
     }
