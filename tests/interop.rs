@@ -160,6 +160,9 @@ async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
             recipient_id: id,
         })))
         .await;
+    // rusty's own copy of what he sent comes back first, then python's answer.
+    let echo = rusty.until(|m| m.kind == Kind::Direct as i32).await;
+    assert_eq!((echo.sender_id, echo.recipient_id), (rusty.id, id));
     let reply = rusty.until(|m| m.kind == Kind::Direct as i32).await;
     assert_eq!(reply.message, "pong from python");
     assert_eq!(reply.sender_id, id);

@@ -203,6 +203,8 @@ pub struct ReceiveHalf {
     clock: Arc<LamportClock>,
     inbound: tonic::Streaming<pb::ChatMessage>,
     id: Option<u64>,
+    /// What the server's welcome said it offers.
+    server: Option<pb::ServerInfo>,
     /// Whether the server's shutdown notice has arrived: a clean end after it is a restart.
     stopping: bool,
 }
@@ -260,6 +262,7 @@ impl Participant {
                 clock,
                 inbound,
                 id: None,
+                server: None,
                 stopping: false,
             },
         })
@@ -369,17 +372,31 @@ impl ReceiveHalf {
     }
 
     /// The next message, or `None` when the server ended the stream cleanly (then
-    /// [`ReceiveHalf::clean_end`] says whether that was a shutdown).
+    /// [`ReceiveHalf::clean_end`] says whether that was a shutdown). The server's welcome is
+    /// not a message for people: it is kept ([`ReceiveHalf::server`]) and not returned.
     pub async fn next(&mut self) -> Result<Option<pb::ChatMessage>, ClientError> {
-        let Some(msg) = self.inbound.message().await? else {
-            return Ok(None);
-        };
-        self.clock.observe(msg.timestamp);
-        self.stopping |= reconnect::is_shutdown_notice(&msg);
-        if self.id.is_none() && is_own_join(&msg, &self.username) {
-            self.id = Some(msg.sender_id);
+        loop {
+            let Some(msg) = self.inbound.message().await? else {
+                return Ok(None);
+            };
+            self.clock.observe(msg.timestamp);
+            if msg.kind == pb::chat_message::Kind::Welcome as i32 {
+                self.id = Some(msg.sender_id);
+                self.server = msg.server;
+                continue;
+            }
+            self.stopping |= reconnect::is_shutdown_notice(&msg);
+            if self.id.is_none() && is_own_join(&msg, &self.username) {
+                self.id = Some(msg.sender_id);
+            }
+            return Ok(Some(msg));
         }
-        Ok(Some(msg))
+    }
+
+    /// What the server said it offers in its welcome (`None` before the welcome, or from a
+    /// server that sends none: one without chitty's extensions).
+    pub fn server(&self) -> Option<&pb::ServerInfo> {
+        self.server.as_ref()
     }
 
     /// What a clean end of the stream means: [`ClientError::ServerStopped`] after the server's

@@ -213,7 +213,7 @@ fn show(msg: &pb::ChatMessage) {
             msg.timestamp, msg.sender_id
         ),
         Kind::Error => format!("[L{}] ! {text}", msg.timestamp),
-        Kind::Join | Kind::Leave | Kind::Notice | Kind::Shutdown | Kind::Welcome => {
+        Kind::Join | Kind::Leave | Kind::Notice | Kind::Shutdown | Kind::Welcome | Kind::Roster => {
             format!("[L{}] * {text}", msg.timestamp)
         }
     };

@@ -78,6 +78,8 @@ impl Hub {
     /// Fan-out: encodes `d` once per wire form in use and appends it once to the room log,
     /// which every participant's writer reads with its own cursor.
     pub(super) fn broadcast(&self, state: &mut State, d: &Delivery<'_>) {
+        // The histogram measures how long the work really took, so it reads the system's
+        // clock: it is a measurement, not a decision, and the hub's time may be standing still.
         let started = Instant::now();
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let grpc = if state.room_grpc > 0 {

@@ -1,5 +1,6 @@
 //! The hub's limits: its configuration, and the per-session token bucket that enforces the
-//! message rate.
+//! message rate. The bucket takes the time as a parameter (the hub's `TimeSource`), so it is
+//! tested and fuzzed without a clock.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,9 @@ pub struct HubConfig {
 }
 
 /// A token bucket: `burst` messages at once, refilled at `per_second`. Messages beyond it are
-/// refused privately; `flood` of them within `FLOOD_WINDOW` disconnect the session.
+/// refused privately; `flood` of them within one `FLOOD_WINDOW` disconnect the session. The
+/// window is fixed, not sliding: the first one starts when the session starts, and a refusal
+/// more than `FLOOD_WINDOW` after the current window began starts the next one, counting from 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
     /// Sustained messages per second.
@@ -81,8 +84,8 @@ pub(super) enum Verdict {
 }
 
 impl Bucket {
-    pub(super) fn new(limit: Option<RateLimit>) -> Self {
-        let now = Instant::now();
+    /// A full bucket for a session that starts at `now`.
+    pub(super) fn new(limit: Option<RateLimit>, now: Instant) -> Self {
         Bucket {
             tokens: limit.map_or(0.0, |l| f64::from(l.burst)),
             refilled: now,
@@ -91,6 +94,7 @@ impl Bucket {
         }
     }
 
+    /// One message at `now` (never before the previous call's `now`).
     pub(super) fn take(&mut self, limit: Option<RateLimit>, now: Instant) -> Verdict {
         let Some(limit) = limit else {
             return Verdict::Pass;
@@ -127,7 +131,7 @@ mod tests {
             flood: 4,
         });
         let t0 = Instant::now();
-        let mut b = Bucket::new(limit);
+        let mut b = Bucket::new(limit, t0);
         for _ in 0..3 {
             assert!(matches!(b.take(limit, t0), Verdict::Pass));
         }
@@ -142,7 +146,7 @@ mod tests {
         let later = t1 + FLOOD_WINDOW + Duration::from_secs(1);
         assert!(matches!(b.take(limit, later), Verdict::Pass));
         assert!(
-            matches!(Bucket::new(None).take(None, t0), Verdict::Pass),
+            matches!(Bucket::new(None, t0).take(None, t0), Verdict::Pass),
             "no limit"
         );
     }

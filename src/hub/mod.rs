@@ -8,7 +8,8 @@
 //! operations that never wait), so the order in which events take the
 //! lock is the order every participant sees, and the audit trail, written from the same place,
 //! has that order too. Transports (gRPC, WebSocket) only translate between their wire and
-//! [`SessionHandle`].
+//! [`SessionHandle`]. The hub reads the time from the [`TimeSource`] it was created with (see
+//! `hub::time`), never from the system's clocks directly.
 
 mod error;
 mod fanout;
@@ -21,6 +22,9 @@ mod outbox_stress;
 pub mod rules;
 mod session;
 mod stats;
+mod time;
+#[cfg(test)]
+mod time_tests;
 pub mod wire;
 
 pub use error::SessionError;
@@ -28,6 +32,7 @@ use limits::{Bucket, Verdict};
 pub use limits::{FLOOD_WINDOW, HubConfig, MAX_BAN, RateLimit};
 pub use session::{Event, Flow, SessionHandle};
 pub use stats::{Stats, UserInfo};
+pub use time::{ManualTime, SystemClocks, TimeSource};
 pub use wire::Transport;
 
 use crate::audit::{Auditor, Record};
@@ -39,7 +44,7 @@ use rules::SERVER_NAME;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use wire::Delivery;
 
 /// Whom an operator means.
@@ -91,18 +96,26 @@ struct Session {
     in_room: bool,
     /// The first room-log entry it reads, if it is in the room.
     room_from: u64,
-    connected_at: SystemTime,
+    connected_at: Instant,
     joined_lamport: u64,
     sent: u64,
     /// Private frames queued for it (broadcasts are counted from the log).
     received: u64,
-    last_active: SystemTime,
+    last_active: Instant,
     bucket: Bucket,
+}
+
+/// The time of one listing: the hub's monotonic time and the wall clock at that moment, to show
+/// the sessions' times as dates.
+#[derive(Clone, Copy)]
+struct Shown {
+    now: Instant,
+    wall: std::time::SystemTime,
 }
 
 impl Session {
     /// What the admin interface shows; `head` is the room log's head.
-    fn info(&self, head: u64) -> UserInfo {
+    fn info(&self, head: u64, at: Shown) -> UserInfo {
         let broadcasts = if self.in_room {
             head.saturating_sub(self.room_from)
         } else {
@@ -113,12 +126,12 @@ impl Session {
             name: self.name.clone(),
             transport: self.transport,
             peer: self.peer.to_string(),
-            connected_at: self.connected_at,
+            connected_at: time::as_wall(self.connected_at, at.now, at.wall),
             joined_lamport: self.joined_lamport,
             sent: self.sent,
             received: self.received + broadcasts,
             backlog: self.outbox.backlog(),
-            last_active: self.last_active,
+            last_active: time::as_wall(self.last_active, at.now, at.wall),
         }
     }
 }
@@ -138,7 +151,9 @@ struct State {
     /// Sessions by transport (gRPC, WebSocket), for the metrics, which must not walk
     /// `sessions`.
     by_transport: [u32; 2],
-    /// Banned usernames and when their ban ends.
+    /// Banned usernames and when their ban ends (hub time). Expired ones are dropped when the
+    /// name joins again or when another ban is added, so it holds at most the bans an operator
+    /// gave that have not ended, plus expired ones of names not seen since.
     bans: HashMap<String, Instant>,
     /// Sessions whose outbox overflowed during a fan-out, to be removed once it is done.
     overflowed: Vec<u64>,
@@ -215,7 +230,10 @@ pub(crate) struct JoinRequest<'a> {
     pub transport: Transport,
     pub peer: &'a Arc<str>,
     pub outbox: &'a Outbox,
-    pub connected_at: SystemTime,
+    /// When its session started, in hub time.
+    pub connected_at: Instant,
+    /// The hub time of the join (read once, by the session's deadline check).
+    pub now: Instant,
 }
 
 /// The hub. Shared by every transport as an `Arc<Hub>`.
@@ -228,12 +246,21 @@ pub struct Hub {
     stats: Stats,
     audit: Auditor,
     next_id: AtomicU64,
+    /// Every time-dependent decision reads this, at most once per operation.
+    time: Arc<dyn TimeSource>,
     started: Instant,
 }
 
 impl Hub {
-    /// A hub with no sessions, at Lamport time 0.
+    /// A hub with no sessions, at Lamport time 0, on the system's clocks.
     pub fn new(config: HubConfig, audit: Auditor) -> Arc<Hub> {
+        Hub::with_time(config, audit, Arc::new(SystemClocks))
+    }
+
+    /// A hub whose time comes from `time`: a [`ManualTime`] lets a check drive rate limits,
+    /// bans, join deadlines and the uptime instead of waiting for them.
+    pub fn with_time(config: HubConfig, audit: Auditor, time: Arc<dyn TimeSource>) -> Arc<Hub> {
+        let started = time.now();
         Arc::new(Hub {
             clock: LamportClock::new(),
             state: Mutex::new(State::default()),
@@ -242,7 +269,8 @@ impl Hub {
             stats: Stats::default(),
             audit,
             next_id: AtomicU64::new(1),
-            started: Instant::now(),
+            time,
+            started,
         })
     }
 
@@ -278,7 +306,7 @@ impl Hub {
 
     /// Time since the hub was created.
     pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+        self.time.now().saturating_duration_since(self.started)
     }
 
     /// Participants in the broadcast room.
@@ -290,7 +318,16 @@ impl Hub {
     pub fn users(&self) -> Vec<UserInfo> {
         let state = self.lock();
         let head = self.log.head();
-        state.sessions.iter().map(|s| s.info(head)).collect()
+        let at = self.shown();
+        state.sessions.iter().map(|s| s.info(head, at)).collect()
+    }
+
+    /// The time of a listing.
+    fn shown(&self) -> Shown {
+        Shown {
+            now: self.time.now(),
+            wall: self.time.wall(),
+        }
     }
 
     fn lock(&self) -> Locked<'_> {
@@ -322,10 +359,12 @@ impl Hub {
         if state.closing {
             return Err(SessionError::ShuttingDown);
         }
+        let now = req.now;
         if let Some(until) = state.bans.get(req.username) {
-            let now = Instant::now();
             if *until > now {
-                let seconds = (*until - now).as_secs() + 1;
+                // Rounded up, so never "another 0 s"; a whole number of seconds stays itself.
+                let left = *until - now;
+                let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
                 return Err(SessionError::Banned {
                     name: req.username.to_owned(),
                     seconds,
@@ -339,9 +378,11 @@ impl Hub {
         if state.sessions.len() >= self.config.max_participants {
             return Err(SessionError::Full(self.config.max_participants));
         }
-        let lamport = self.clock.observe(req.timestamp);
+        // The welcome takes the first time, the join the next: the session's first frame is
+        // its welcome, and its own join follows with a later time.
+        let welcomed = self.clock.observe(req.timestamp);
+        let lamport = self.clock.tick();
         let id = self.next_id();
-        let now = SystemTime::now();
         let pos = state.sessions.len();
         state.index.insert(id, pos);
         state.names.insert(req.username.to_owned(), id);
@@ -365,9 +406,12 @@ impl Hub {
             sent: 0,
             received: 0,
             last_active: now,
-            bucket: Bucket::new(self.config.rate),
+            bucket: Bucket::new(self.config.rate, now),
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        // Pushed before the join is appended, so it comes first.
+        let frame = wire::welcome(welcomed, id, state.room, &self.config, req.transport);
+        self.deliver_to(&mut state, pos, frame);
         if self.audit.enabled() {
             let s = &state.sessions[state.index[&id]];
             self.audit.record(self.audit_for(s, lamport, "join"));
@@ -401,7 +445,7 @@ impl Hub {
         transport: Transport,
         peer: &Arc<str>,
         outbox: &Outbox,
-        connected_at: SystemTime,
+        connected_at: Instant,
     ) -> Result<u64, SessionError> {
         let mut state = self.lock();
         if state.closing {
@@ -412,6 +456,7 @@ impl Hub {
         }
         let lamport = self.clock.tick();
         let id = self.next_id();
+        let now = self.time.now();
         let pos = state.sessions.len();
         state.index.insert(id, pos);
         state.by_transport[transport.index()] += 1;
@@ -427,26 +472,15 @@ impl Hub {
             joined_lamport: lamport,
             sent: 0,
             received: 0,
-            last_active: SystemTime::now(),
-            bucket: Bucket::new(self.config.rate),
+            last_active: now,
+            bucket: Bucket::new(self.config.rate, now),
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
             self.audit
                 .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
         }
-        let text = format!("you are user {id}");
-        let frame = Delivery {
-            lamport,
-            kind: Kind::Welcome,
-            from: SERVER_NAME,
-            sender_id: id,
-            recipient_id: id,
-            subject: "",
-            text: &text,
-            participants: state.room,
-        }
-        .encode(transport);
+        let frame = wire::welcome(lamport, id, state.room, &self.config, transport);
         self.deliver_to(&mut state, pos, frame);
         self.settle(&mut state);
         Ok(id)
@@ -472,7 +506,8 @@ impl Hub {
             return;
         };
         let lamport = self.clock.observe(timestamp);
-        if !self.within_rate(&mut state, pos, lamport, 0, text) {
+        let now = self.time.now();
+        if !self.within_rate(&mut state, pos, lamport, now, 0, text) {
             self.settle(&mut state);
             return;
         }
@@ -492,7 +527,7 @@ impl Hub {
         }
         let s = &mut state.sessions[pos];
         s.sent += 1;
-        s.last_active = SystemTime::now();
+        s.last_active = now;
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         let s = &state.sessions[pos];
         if self.audit.enabled() {
@@ -526,7 +561,8 @@ impl Hub {
             return;
         };
         let lamport = self.clock.observe(timestamp);
-        if !self.within_rate(&mut state, pos, lamport, recipient, text) {
+        let now = self.time.now();
+        if !self.within_rate(&mut state, pos, lamport, now, recipient, text) {
             self.settle(&mut state);
             return;
         }
@@ -543,7 +579,7 @@ impl Hub {
         };
         let s = &mut state.sessions[pos];
         s.sent += 1;
-        s.last_active = SystemTime::now();
+        s.last_active = now;
         self.stats.direct_in.fetch_add(1, Ordering::Relaxed);
         let (s, r) = (&state.sessions[pos], &state.sessions[to]);
         if self.audit.enabled() {
@@ -565,17 +601,61 @@ impl Hub {
             participants: state.room,
         };
         let frame = delivery.encode(r.transport);
+        // The sender gets it back with the same time: its proof that the message was accepted
+        // and went to a recipient that was online (one to a user who is not gets an ERROR).
+        let echo = (to != pos).then(|| {
+            if s.transport == r.transport {
+                frame.clone()
+            } else {
+                delivery.encode(s.transport)
+            }
+        });
         self.deliver_to(&mut state, to, frame);
+        if let Some(echo) = echo {
+            self.deliver_to(&mut state, pos, echo);
+        }
         self.settle(&mut state);
     }
 
-    /// Applies the session's token bucket. Returns false when the message must not go on: it was
-    /// refused with a private notice, or the session was disconnected for flooding.
+    /// Who is online, for session `id` alone (kind ROSTER): sequenced like any event, so it
+    /// lists exactly the joins and leaves it comes after. It counts against the session's rate
+    /// limit, since it costs more than a message.
+    pub(crate) fn roster(&self, id: u64, timestamp: u64) {
+        let mut state = self.lock();
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        let now = self.time.now();
+        if !self.within_rate(&mut state, pos, lamport, now, 0, "") {
+            self.settle(&mut state);
+            return;
+        }
+        let mut listed: Vec<wire::Listed<'_>> = state
+            .sessions
+            .iter()
+            .map(|s| wire::Listed {
+                id: s.id,
+                name: &s.name,
+                transport: s.transport,
+            })
+            .collect();
+        listed.sort_unstable_by_key(|l| l.id);
+        listed.truncate(wire::MAX_ROSTER);
+        let frame = wire::roster(lamport, &listed, state.room, state.sessions[pos].transport);
+        self.deliver_to(&mut state, pos, frame);
+        self.settle(&mut state);
+    }
+
+    /// Applies the session's token bucket at hub time `now`. Returns false when the message must
+    /// not go on: it was refused with a private notice, or the session was disconnected for
+    /// flooding.
     fn within_rate(
         &self,
         state: &mut State,
         pos: usize,
         lamport: u64,
+        now: Instant,
         recipient: u64,
         text: &str,
     ) -> bool {
@@ -583,7 +663,7 @@ impl Hub {
         if limit.is_none() {
             return true;
         }
-        match state.sessions[pos].bucket.take(limit, Instant::now()) {
+        match state.sessions[pos].bucket.take(limit, now) {
             Verdict::Pass => true,
             Verdict::Refuse => {
                 self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use super::{Hub, LeaveReason, MAX_BAN, SessionError, Target, UserInfo, notice};
 use crate::audit::Record;
 use crate::pb::chat_message::Kind;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Hub {
     /// Removes an operator-chosen session (`None` if there is none), optionally banning its name
@@ -27,7 +27,8 @@ impl Hub {
         let &pos = state.index.get(&id)?;
         let name = state.sessions[pos].name.clone();
         let s = &state.sessions[pos];
-        let info = s.info(self.log.head());
+        let at = self.shown();
+        let info = s.info(self.log.head(), at);
         let lamport = self.clock.tick();
         self.stats.kicks.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
@@ -38,11 +39,14 @@ impl Hub {
             self.audit.record(r);
         }
         if let Some(ban) = ban.filter(|_| !name.is_empty()) {
-            let now = Instant::now();
+            let now = at.now;
             // A ban longer than the clock can represent is a ban for as long as it can.
             let until = now
                 .checked_add(ban.min(MAX_BAN))
                 .unwrap_or(now + Duration::from_secs(86_400));
+            // Bans that have ended go as a new one comes, so the table holds little more than
+            // the bans in force.
+            state.bans.retain(|_, until| *until > now);
             state.bans.insert(name, until);
         }
         let lamport = self.clock.tick();

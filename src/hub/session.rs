@@ -2,14 +2,16 @@
 //! their wire into [`Event`]s and feed them to [`SessionHandle::handle`]; every decision (what is
 //! allowed when, what is a violation, who may speak as whom) is made here or in the hub. How a
 //! session ends always arrives through its outbox, so a transport has one place to turn an
-//! ending into its wire form.
+//! ending into its wire form. A session that has not joined by the join deadline (hub time,
+//! measured from its start) is ended by its next event; the transport's timer ends one that
+//! stays silent.
 
 use super::outbox::{Ending, Outbox};
 use super::{Hub, JoinRequest, LeaveReason, SessionError, Transport};
 use crate::clock::MAX_PEER_TIMESTAMP;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::Instant;
 
 /// What a participant sent, independent of the wire it came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub enum Event<'a> {
         /// The name the sender claims (empty means "me").
         username: &'a str,
     },
+    /// Ask who is online (answered with a ROSTER to this session alone).
+    Roster,
     /// An event with nothing in it.
     Empty,
     /// Input the transport could not turn into an event (malformed JSON, a wrong type, a binary
@@ -61,7 +65,8 @@ pub struct SessionHandle {
     outbox: Outbox,
     transport: Transport,
     peer: Arc<str>,
-    connected_at: SystemTime,
+    /// When it started, in hub time: the join deadline counts from here.
+    connected_at: Instant,
     joined: Option<(u64, String)>,
     ended: bool,
 }
@@ -70,12 +75,13 @@ impl SessionHandle {
     /// A new, not yet joined session whose deliveries go to `outbox`.
     pub fn new(hub: Arc<Hub>, transport: Transport, peer: String, outbox: Outbox) -> Self {
         hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let connected_at = hub.time.now();
         SessionHandle {
             hub,
             outbox,
             transport,
             peer: peer.into(),
-            connected_at: SystemTime::now(),
+            connected_at,
             joined: None,
             ended: false,
         }
@@ -124,6 +130,18 @@ impl SessionHandle {
         if timestamp > MAX_PEER_TIMESTAMP {
             return self.fail(timestamp, SessionError::TimestampOutOfRange(timestamp));
         }
+        // Before the join every event reads the hub time, once: past the deadline it is a join
+        // timeout, whatever the event. After the join only the hub's operations read the time.
+        let now = if self.joined.is_none() {
+            let now = self.hub.time.now();
+            let deadline = self.hub.config.join_deadline;
+            if now.saturating_duration_since(self.connected_at) >= deadline {
+                return self.fail(timestamp, SessionError::JoinTimeout(deadline));
+            }
+            now
+        } else {
+            self.connected_at // not read once joined
+        };
         match (event, &self.joined) {
             (Event::Empty, _) => self.fail(timestamp, SessionError::EmptyEvent),
             (Event::Invalid { reason, recipient }, Some((id, _))) => {
@@ -139,6 +157,7 @@ impl SessionHandle {
                     peer: &self.peer,
                     outbox: &self.outbox,
                     connected_at: self.connected_at,
+                    now,
                 });
                 match joined {
                     Ok(id) => {
@@ -179,6 +198,13 @@ impl SessionHandle {
                 } else {
                     self.hub.direct(*id, timestamp, recipient, text);
                 }
+                Flow::Continue
+            }
+            (Event::Roster, None) => {
+                self.fail(timestamp, SessionError::NotJoined("roster request"))
+            }
+            (Event::Roster, Some((id, _))) => {
+                self.hub.roster(*id, timestamp);
                 Flow::Continue
             }
             (Event::Leave { .. }, Some((id, _))) => {

@@ -2,8 +2,10 @@
 //! JSON object for WebSocket users. The hub encodes each delivery once per form in use, never
 //! once per recipient; every recipient's outbox gets a reference-counted copy of the same bytes.
 
-use crate::pb::chat_message::Kind;
+use super::rules::{MAX_MESSAGE_CHARS, SERVER_NAME};
+use crate::pb::{self, chat_message::Kind};
 use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use serde::Serialize;
 
@@ -152,7 +154,131 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Direct => "direct",
         Kind::Welcome => "welcome",
         Kind::Shutdown => "shutdown",
+        Kind::Roster => "roster",
     }
+}
+
+/// What the server offers beyond the original protocol; the WELCOME lists it.
+pub const CAPABILITIES: [&str; 2] = ["direct", "roster"];
+
+/// The most sessions a ROSTER lists: enough for any person to read, small enough for one frame.
+pub const MAX_ROSTER: usize = 1000;
+
+/// A session's first frame (kind WELCOME): its user id, and what the server offers and allows,
+/// so a client can pace itself and knows what it may ask before it asks. Rare (one per
+/// session), so it is built as an owned message.
+pub(crate) fn welcome(
+    lamport: u64,
+    id: u64,
+    participants: u32,
+    config: &super::HubConfig,
+    transport: Transport,
+) -> Bytes {
+    let text = format!("Welcome to Chitty-Chat: you are user {id}");
+    let rate = config.rate;
+    let info = pb::ServerInfo {
+        capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+        rate_per_second: rate.map_or(0.0, |r| r.per_second),
+        rate_burst: rate.map_or(0, |r| r.burst),
+        flood_limit: rate.map_or(0, |r| r.flood),
+        max_message_chars: MAX_MESSAGE_CHARS as u32,
+    };
+    match transport {
+        Transport::Grpc => Bytes::from(
+            pb::ChatMessage {
+                timestamp: lamport,
+                username: SERVER_NAME.to_owned(),
+                message: text,
+                kind: Kind::Welcome as i32,
+                sender_id: id,
+                recipient_id: id,
+                participants,
+                server: Some(info),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        Transport::WebSocket => json(&serde_json::json!({
+            "kind": "welcome",
+            "timestamp": lamport,
+            "sender_id": id,
+            "recipient_id": id,
+            "user_id": id,
+            "username": SERVER_NAME,
+            "message": text,
+            "participants": participants,
+            "server": {
+                "capabilities": info.capabilities,
+                "rate_per_second": info.rate_per_second,
+                "rate_burst": info.rate_burst,
+                "flood_limit": info.flood_limit,
+                "max_message_chars": info.max_message_chars,
+            },
+        })),
+    }
+}
+
+/// One session as a ROSTER lists it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    pub transport: Transport,
+}
+
+/// The answer to a roster request (kind ROSTER), for the asker alone.
+pub(crate) fn roster(
+    lamport: u64,
+    listed: &[Listed<'_>],
+    participants: u32,
+    transport: Transport,
+) -> Bytes {
+    let text = format!("{} online", listed.len());
+    match transport {
+        Transport::Grpc => Bytes::from(
+            pb::ChatMessage {
+                timestamp: lamport,
+                username: SERVER_NAME.to_owned(),
+                message: text,
+                kind: Kind::Roster as i32,
+                participants,
+                roster: listed
+                    .iter()
+                    .map(|l| pb::Participant {
+                        id: l.id,
+                        username: l.name.to_owned(),
+                        transport: l.transport.as_str().to_owned(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        Transport::WebSocket => {
+            let users: Vec<_> = listed
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "id": l.id,
+                        "username": l.name,
+                        "transport": l.transport.as_str(),
+                    })
+                })
+                .collect();
+            json(&serde_json::json!({
+                "kind": "roster",
+                "timestamp": lamport,
+                "username": SERVER_NAME,
+                "message": text,
+                "participants": participants,
+                "users": users,
+            }))
+        }
+    }
+}
+
+fn json(v: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 #[derive(Serialize)]
@@ -215,6 +341,7 @@ mod tests {
                 recipient_id: 9,
                 subject: "bob".into(),
                 participants: 2,
+                ..Default::default()
             };
             assert_eq!(decoded, expected);
             assert_eq!(d.protobuf(), Bytes::from(expected.encode_to_vec()));

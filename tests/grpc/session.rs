@@ -19,19 +19,31 @@ async fn join_message_and_leave_notices_reach_everyone() {
     let server = start_default().await;
     let mut alice = server.open().await;
     alice.send_join("alice").await;
+    // The first message is the welcome, to alice alone: her id and what the server offers.
+    let welcome = alice.expect_msg().await;
+    assert_eq!(welcome.kind, Kind::Welcome as i32);
+    assert_eq!(welcome.sender_id, welcome.recipient_id);
+    let info = welcome
+        .server
+        .expect("the welcome says what the server offers");
+    assert!(info.capabilities.iter().any(|c| c == "direct"), "{info:?}");
+    assert!(info.capabilities.iter().any(|c| c == "roster"), "{info:?}");
+    assert_eq!(info.max_message_chars, 128);
     let m = alice.expect_msg().await;
+    assert!(m.timestamp > welcome.timestamp);
     assert_eq!(m.username, "SERVER");
     assert_eq!(m.message, joined("alice", m.timestamp));
     assert_eq!(m.kind, Kind::Join as i32);
     assert_eq!(m.subject, "alice");
-    assert!(
-        m.sender_id > 0,
-        "a participant learns its id from its own join notice"
+    assert_eq!(
+        m.sender_id, welcome.sender_id,
+        "the join notice carries the id too"
     );
     assert_eq!(m.participants, 1);
 
     let mut bob = server.open().await;
     bob.send_join("bob").await;
+    assert_eq!(bob.expect_msg().await.kind, Kind::Welcome as i32);
     let to_bob = bob.expect_msg().await;
     let to_alice = alice.expect_msg().await;
     assert_eq!(
@@ -304,5 +316,55 @@ async fn a_dropped_connection_leaves_exactly_once() {
     assert_eq!(alice.expect_msg().await.message, "anyone?");
     // And the name is free again.
     server.join("bob").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_roster_lists_who_is_online_to_the_asker_alone() {
+    let mut config = chitty_testkit::config();
+    config.hub.rate = Some(chitty::hub::RateLimit {
+        per_second: 2.0,
+        burst: 7,
+        flood: 30,
+    });
+    let server = start(config).await;
+    let mut alice = server.open().await;
+    alice.send_join("alice").await;
+    // The welcome says how fast alice may send, so a client can pace itself.
+    let info = alice.expect_msg().await.server.expect("server info");
+    assert_eq!(
+        (info.rate_per_second, info.rate_burst, info.flood_limit),
+        (2.0, 7, 30)
+    );
+    alice.id = alice.until_joined("alice").await.sender_id;
+    let mut bob = server.join("bob").await;
+    alice.until_joined("bob").await;
+    let anon = server.ws("").await;
+
+    alice
+        .send(Some(pb::chat_event::Event::Roster(
+            pb::chat_event::RosterRequest {},
+        )))
+        .await;
+    let r = alice.expect_msg().await;
+    assert_eq!(r.kind, Kind::Roster as i32);
+    let listed: Vec<_> = r
+        .roster
+        .iter()
+        .map(|p| (p.id, p.username.as_str(), p.transport.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (alice.id, "alice", "grpc"),
+            (bob.id, "bob", "grpc"),
+            (anon.id, "", "websocket")
+        ],
+        "every session, in id order, with nothing operator-only"
+    );
+    assert_eq!(r.participants, 2, "the room: alice and bob");
+    // Only alice asked: bob's next message is his own.
+    bob.say_as("bob", "hi").await;
+    assert_eq!(bob.expect_msg().await.message, "hi");
     server.shutdown().await;
 }

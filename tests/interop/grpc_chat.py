@@ -55,10 +55,15 @@ def main():
         print(f"L[{msg.timestamp}] @ {msg.username}: {msg.message}", flush=True)
         return msg
 
+    # chittyd's first message is the welcome (a chitty extension: the id, and what the server
+    # offers), then the participant's own join notice.
+    welcome = receive()
+    assert welcome.kind == pb.ChatMessage.WELCOME and welcome.sender_id > 0, welcome
+    assert "direct" in welcome.server.capabilities, welcome
     msg = receive()
     assert msg.username == "SERVER", msg
     assert msg.message == f"Participant pyclient joined Chitty-Chat at Lamport time {msg.timestamp}", msg
-    assert msg.subject == "pyclient" and msg.sender_id > 0, msg
+    assert msg.subject == "pyclient" and msg.sender_id == welcome.sender_id, msg
 
     send(message=pb.ChatEvent.ChatMessage(username="pyclient", message="hello from python"))
     while True:

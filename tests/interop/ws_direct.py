@@ -30,6 +30,10 @@ async def main():
                 break
         assert msg["username"] == "rusty" and msg["kind"] == "direct", msg
         await ws.send(json.dumps({"recipient_id": msg["sender_id"], "message": "pong from python"}))
+        # chittyd sends the sender its own copy: the message was accepted and delivered.
+        echo = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert echo["kind"] == "direct" and echo["message"] == "pong from python", echo
+        assert echo["sender_id"] == welcome["user_id"] and echo["recipient_id"] == msg["sender_id"], echo
         print("python websocket user done", flush=True)
 
 

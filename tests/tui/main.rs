@@ -207,7 +207,7 @@ async fn plain_keeps_line_mode_at_a_terminal() {
     let pane = tmux
         .chitty("plain", &server, &["-u", "frank", "--plain"])
         .await;
-    pane.wait_for("[L2] * Participant frank joined").await;
+    pane.wait_for("[L3] * Participant frank joined").await;
     assert_eq!(pane.format("#{alternate_on}").await, "0");
     pane.type_text("/quit").await;
     pane.press(&["Enter"]).await;

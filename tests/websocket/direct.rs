@@ -25,6 +25,9 @@ async fn ids_in_order_and_direct_messages_with_the_basic_fields() {
     assert_eq!(got["kind"], "direct");
     assert_eq!(got["recipient_id"], 2);
     assert!(got["timestamp"].as_u64().unwrap() > 0);
+    // The sender gets its message back, the same frame with the same time: it was accepted
+    // and went to a user that was online.
+    assert_eq!(one.recv().await, got, "the sender's copy");
     two.send(json!({"recipient_id": 1, "message": "Go Mets!"}))
         .await;
     let got = one.recv().await;
@@ -123,6 +126,11 @@ async fn direct_messages_cross_transports_both_ways() {
     assert_eq!(m.sender_id, ws.id);
     assert_eq!(m.recipient_id, alice.id);
     assert_eq!(m.message, "hi from the browser");
+    // The sender's copy, in its own wire form, with the same time.
+    let echo = ws.recv().await;
+    assert_eq!(echo["kind"], "direct");
+    assert_eq!(echo["message"], "hi from the browser");
+    assert_eq!(echo["timestamp"], m.timestamp);
 
     alice
         .send(Some(chat_event::Event::Message(chat_event::ChatMessage {
@@ -135,7 +143,18 @@ async fn direct_messages_cross_transports_both_ways() {
     assert_eq!(got["sender_id"], alice.id);
     assert_eq!(got["username"], "alice");
     assert_eq!(got["message"], "hi from grpc");
-    // A direct message is not a broadcast: alice did not get her own.
+    // alice gets her copy back, and nothing else: a direct message is not a broadcast.
+    let echo = alice.expect_msg().await;
+    assert_eq!(
+        (
+            echo.kind,
+            echo.sender_id,
+            echo.recipient_id,
+            echo.message.as_str()
+        ),
+        (Kind::Direct as i32, alice.id, ws.id, "hi from grpc")
+    );
+    assert_eq!(Some(echo.timestamp), got["timestamp"].as_u64());
     alice.say_as("alice", "marker").await;
     let next = alice.expect_msg().await;
     assert_eq!(next.message, "marker");

@@ -65,6 +65,7 @@ async fn fragmented_messages_pings_and_the_close_handshake_follow_the_rfc() {
     let got = two.recv().await;
     assert_eq!(got["message"], "frägmented");
     assert_eq!(got["sender_id"], one.id);
+    assert_eq!(one.recv().await, got, "the sender's copy");
 
     // The client closes: the server answers with its own close frame and ends the connection.
     one.ws.close(None).await.unwrap();
@@ -148,11 +149,18 @@ async fn close_code(s: &mut TcpStream) -> u16 {
         loop {
             let mut at = 0;
             while at + 2 <= buf.len() {
-                let len = (buf[at + 1] & 0x7f) as usize;
+                // Server frames are unmasked; a length of 126 is followed by 16 bits of length.
+                let (len, header) = match buf[at + 1] & 0x7f {
+                    126 if at + 4 <= buf.len() => {
+                        (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4)
+                    }
+                    126 => break,
+                    short => (short as usize, 2),
+                };
                 if buf[at] == 0x88 && at + 4 <= buf.len() {
                     return u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
                 }
-                at += 2 + len;
+                at += header + len;
             }
             let mut chunk = [0; 512];
             let n = s.read(&mut chunk).await.unwrap();

@@ -108,3 +108,34 @@ async fn each_recipient_sees_strictly_increasing_timestamps_across_broadcasts_an
     }
     shutdown_lingering(server, clock).await;
 }
+
+#[tokio::test]
+async fn a_websocket_user_asks_for_the_roster() {
+    let server = start_default().await;
+    let mut carol = server.ws("?username=carol").await;
+    let mut anon = server.ws("").await;
+    anon.send(json!({"request": "roster"})).await;
+    let r = anon.recv().await;
+    assert_eq!(r["kind"], "roster", "{r}");
+    assert_eq!(
+        r["users"],
+        json!([
+            {"id": carol.id, "username": "carol", "transport": "websocket"},
+            {"id": anon.id, "username": "", "transport": "websocket"},
+        ])
+    );
+    assert_eq!(r["participants"], 1);
+    // A request chittyd does not know gets an error frame; the socket stays open.
+    carol.send(json!({"request": "history"})).await;
+    let e = carol.until(|v| v["kind"] == "error").await;
+    assert!(
+        e["error"].as_str().unwrap().contains("unknown request"),
+        "{e}"
+    );
+    carol.send(json!({"message": "still here"})).await;
+    assert_eq!(
+        carol.until(|v| v["kind"] == "message").await["message"],
+        "still here"
+    );
+    server.shutdown().await;
+}

@@ -233,9 +233,12 @@ impl App {
             Kind::Join if msg.sender_id != 0 => {
                 time.with(Tone::Server, format!("* {text} (#{})", msg.sender_id))
             }
-            Kind::Join | Kind::Leave | Kind::Notice | Kind::Shutdown | Kind::Welcome => {
-                time.with(Tone::Server, format!("* {text}"))
-            }
+            Kind::Join
+            | Kind::Leave
+            | Kind::Notice
+            | Kind::Shutdown
+            | Kind::Welcome
+            | Kind::Roster => time.with(Tone::Server, format!("* {text}")),
             Kind::Error => time.with(Tone::Error, format!("! {text}")),
         }
     }

@@ -333,6 +333,7 @@ pub fn event_of(ev: &pb::ChatEvent) -> Event<'_> {
             text: &m.message,
             recipient: m.recipient_id,
         },
+        Some(chat_event::Event::Roster(_)) => Event::Roster,
         None => Event::Empty,
     }
 }

@@ -55,8 +55,39 @@ pub fn parse(text: &str) -> Result<Incoming<'_>, FrameError> {
     })
 }
 
+/// A request frame: `{"request": "roster"}` asks who is online (answered with a frame of kind
+/// "roster"). A frame with a `request` field is a request, whatever else it carries.
+#[derive(Debug, Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    request: Cow<'a, str>,
+    #[serde(default)]
+    timestamp: u64,
+}
+
 /// Turns one text frame into an event for the hub.
 pub(super) fn handle_text(session: &mut SessionHandle, text: &str) {
+    // Messages are the common frame: only a frame that names a request is parsed as one.
+    if text.contains("\"request\"")
+        && let Ok(r) = serde_json::from_str::<Request>(text)
+    {
+        if r.request == "roster" {
+            session.handle(r.timestamp, Event::Roster);
+        } else {
+            let reason = format!(
+                "unknown request {:?}: the requests are \"roster\"",
+                r.request
+            );
+            session.handle(
+                0,
+                Event::Invalid {
+                    reason: &reason,
+                    recipient: 0,
+                },
+            );
+        }
+        return;
+    }
     match parse(text) {
         Ok(m) => {
             session.handle(

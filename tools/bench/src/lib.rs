@@ -243,10 +243,11 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                 i >= clients,
             )
             .await?;
-            // Connected means: our own join (or welcome) has come back.
+            // Connected means: our own join has come back, or, for a user outside the room,
+            // the welcome (which comes first either way).
             let id = loop {
                 match rx.next().await? {
-                    Some(r) if r.kind == Kind::Welcome => break r.sender_id,
+                    Some(r) if r.kind == Kind::Welcome && !room => break r.sender_id,
                     Some(r) if r.kind == Kind::Join && r.subject == name => break r.sender_id,
                     Some(r) if r.kind == Kind::Error => return Err(r.text.into_owned()),
                     Some(_) => continue,
@@ -280,6 +281,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
                 }
                 receivers.spawn(receive(
                     i,
+                    id,
                     rx,
                     Arc::clone(&shared),
                     stop.child_token(),
@@ -521,9 +523,11 @@ fn sent_ns(text: &str, run: u32) -> Option<u64> {
     (u32::from_str_radix(tag, 16).ok()? == run).then_some(t)
 }
 
-/// One participant's receiving task: reads until `stop`, checking and counting what arrives.
+/// One participant's receiving task (user id `me`): reads until `stop`, checking and counting
+/// what arrives.
 async fn receive(
     slot: usize,
+    me: u64,
     mut rx: Receiver,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -557,6 +561,8 @@ async fn receive(
             }
             last = r.timestamp;
             match r.kind {
+                // The server's copy of a direct message this participant sent: not a delivery.
+                Kind::Direct if r.sender_id == me => {}
                 Kind::Message | Kind::Direct => {
                     if r.text == GO {
                         shared.caught_up.fetch_add(1, Ordering::Relaxed);

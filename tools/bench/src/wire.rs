@@ -211,6 +211,7 @@ mod tests {
             recipient_id: 7,
             subject: "bob".into(),
             participants: 42,
+            ..Default::default()
         }
     }
 
@@ -262,11 +263,11 @@ mod tests {
     #[test]
     fn skips_unknown_fields_of_every_wire_type() {
         let mut bytes = full().encode_to_vec();
-        // Field 10 varint, 11 fixed64, 12 bytes, 13 fixed32, 300 (a two-byte tag) varint.
-        bytes.extend_from_slice(&[10 << 3, 0xff, 0x01]);
-        bytes.extend_from_slice(&[(11 << 3) | 1, 1, 2, 3, 4, 5, 6, 7, 8]);
-        bytes.extend_from_slice(&[(12 << 3) | 2, 3, b'a', b'b', b'c']);
-        bytes.extend_from_slice(&[(13 << 3) | 5, 1, 2, 3, 4]);
+        // Field 12 varint, 13 fixed64, 14 bytes, 15 fixed32, 300 (a two-byte tag) varint.
+        bytes.extend_from_slice(&[12 << 3, 0xff, 0x01]);
+        bytes.extend_from_slice(&[(13 << 3) | 1, 1, 2, 3, 4, 5, 6, 7, 8]);
+        bytes.extend_from_slice(&[(14 << 3) | 2, 3, b'a', b'b', b'c']);
+        bytes.extend_from_slice(&[(15 << 3) | 5, 1, 2, 3, 4]);
         bytes.extend_from_slice(&[0xe0, 0x12, 0x05]);
         let m = full();
         assert_eq!(scan_chat_message(&bytes), Ok(expected(&m)));

@@ -22,8 +22,8 @@ pub struct WsUser {
 }
 
 impl WsUser {
-    /// Connects to `ws://ADDR/QUERY` and reads the first frame: a welcome for `""`, the user's
-    /// own join notice for `"?username=NAME"`.
+    /// Connects to `ws://ADDR/QUERY` and reads the first frame, which is always the welcome
+    /// with the user's id; with `"?username=NAME"` also the user's own join notice after it.
     pub async fn connect(addr: impl Display, query: &str) -> WsUser {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/{query}"))
             .await
@@ -33,16 +33,16 @@ impl WsUser {
             id: 0,
             last_ts: 0,
         };
-        let first = user.recv().await;
-        let (kind, id) = if query.is_empty() {
-            ("welcome", "user_id")
-        } else {
-            ("join", "sender_id")
-        };
-        assert_eq!(first["kind"], kind, "{first}");
-        user.id = first[id]
+        let welcome = user.recv().await;
+        assert_eq!(welcome["kind"], "welcome", "{welcome}");
+        user.id = welcome["user_id"]
             .as_u64()
-            .expect("the first frame names the user's id");
+            .expect("the welcome names the user's id");
+        if !query.is_empty() {
+            let join = user.recv().await;
+            assert_eq!(join["kind"], "join", "{join}");
+            assert_eq!(join["sender_id"], user.id, "{join}");
+        }
         user
     }
 
