@@ -1,7 +1,7 @@
 //! chittyctl's command line, in the library so its man page and completions (chitty-docs) come
 //! from the same definition.
 
-use chitty::config::DEFAULT_ADMIN_SOCKET;
+use chitty::config::{DEFAULT_ADMIN_SOCKET, user_admin_socket};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,15 +17,20 @@ use std::time::Duration;
                   everyone. chittyctl talks \
                   to chittyd's admin gRPC service on a Unix socket (mode 0660): root and members \
                   of the socket's group (chitty-admin in the packaged service) may use it. Every \
-                  action is recorded in chittyd's audit trail with your uid and pid.",
+                  action is recorded in chittyd's audit trail with your uid and pid. Two commands \
+                  need no running chittyd: `bench` load-tests its chat port, and `tls-cert` \
+                  writes a certificate for it.",
     after_help = "Exit status: 0 success, 1 other failure, 2 usage error (also a request chittyd \
                   refuses as invalid), 3 chittyd cannot be reached (not running, wrong socket, \
                   no permission), 4 no such participant or ban."
 )]
 pub struct CtlCli {
     /// chittyd's admin socket.
-    #[arg(long, global = true, env = "CHITTY_ADMIN_SOCKET", default_value = DEFAULT_ADMIN_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    ///
+    /// Without it, chittyctl tries /run/chitty/admin.sock (the service's), then
+    /// $XDG_RUNTIME_DIR/chitty/admin.sock (where chittyd run by hand by a user puts it).
+    #[arg(long, global = true, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 
     /// Print JSON with stable field names instead of text for people.
     #[arg(long, global = true)]
@@ -34,6 +39,19 @@ pub struct CtlCli {
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+impl CtlCli {
+    /// The admin sockets to try, in order: the one given, or the service's default and then
+    /// the user's own.
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        match &self.socket {
+            Some(path) => vec![path.clone()],
+            None => std::iter::once(PathBuf::from(DEFAULT_ADMIN_SOCKET))
+                .chain(user_admin_socket())
+                .collect(),
+        }
+    }
 }
 
 /// chittyctl's subcommands.
@@ -77,6 +95,11 @@ pub enum CtlCommand {
     /// let S send, measure deliveries, latency, ordering, losses, and with --server-pid the
     /// server's CPU per delivery and memory per connection.
     Bench(chitty_bench::BenchArgs),
+    /// Write a TLS certificate for chittyd (not a CA certificate) and its key, for the names
+    /// clients connect to, signed by a small CA whose certificate clients trust with
+    /// `chitty chat --ca`: cert.pem, key.pem (mode 0600) and ca.pem. The CA's key is not kept,
+    /// so that CA signs nothing else. Works on files only, not on a running chittyd.
+    TlsCert(crate::tls_cert::TlsCertArgs),
 }
 
 #[cfg(test)]

@@ -122,6 +122,22 @@ pub enum StateError {
     Thread(io::Error),
 }
 
+impl StateError {
+    /// Whether the configuration is at fault, so that starting again is pointless until it is
+    /// fixed: a corrupt file or one from a newer chittyd (someone must decide what to do with
+    /// it), a directory another chittyd uses, a path chittyd may not create or write. A thread
+    /// that cannot be started, or a full disk, may pass.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            StateError::Corrupt { .. } | StateError::Newer { .. } | StateError::InUse(_) => true,
+            StateError::Dir { source, .. }
+            | StateError::Read { source, .. }
+            | StateError::Write { source, .. } => crate::os::path_error_is_configuration(source),
+            StateError::Thread(_) => false,
+        }
+    }
+}
+
 /// A ban as it is saved: wall-clock times, since it must mean the same after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedBan {

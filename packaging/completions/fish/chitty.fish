@@ -30,7 +30,7 @@ complete -c chitty -n "__fish_chitty_needs_command" -f -a "chat" -d 'Join the ch
 complete -c chitty -n "__fish_chitty_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c chitty -n "__fish_chitty_using_subcommand chat" -s u -l username -d 'Your username (1 to 16 characters, no spaces)' -r
 complete -c chitty -n "__fish_chitty_using_subcommand chat" -s H -l host -d 'The server, as host:port' -r
-complete -c chitty -n "__fish_chitty_using_subcommand chat" -l ca -d 'Trust this certificate authority (PEM) for the server\'s certificate, instead of the system\'s: for a private CA or a self-signed certificate. Implies --tls' -r -F
+complete -c chitty -n "__fish_chitty_using_subcommand chat" -l ca -d 'Trust this certificate authority (PEM) for the server\'s certificate, instead of the system\'s: for a private CA (ca.pem from `chittyctl tls-cert`) or a self-signed certificate. Implies --tls' -r -F
 complete -c chitty -n "__fish_chitty_using_subcommand chat" -l log -d 'Append every received message to this file, as `L[12] @ alice: hello`. Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/)' -r -F
 complete -c chitty -n "__fish_chitty_using_subcommand chat" -l reconnect-max -d 'Give up after N reconnection attempts in a row (default: keep trying until you leave)' -r
 complete -c chitty -n "__fish_chitty_using_subcommand chat" -l tls -d 'Connect over TLS (to a chittyd run with --tls-cert), checking the server\'s certificate against the system\'s trusted certificate authorities, or --ca. The name in --host must match the certificate'
