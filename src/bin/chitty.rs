@@ -38,8 +38,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("chitty: {e}");
             ExitCode::from(match e.cause() {
+                ClientError::Address(..) => 2,
                 ClientError::Connect { .. } => 3,
                 e if e.is_refusal() => 4,
+                ClientError::Undelivered { .. } => 5,
                 _ => 1,
             })
         }
