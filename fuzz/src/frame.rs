@@ -32,11 +32,13 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Whether every participant in the room receives this kind.
+    /// Whether every participant in the room receives this kind, the same frame for everyone.
+    /// SHUTDOWN is the one kind that is also private: direct-message-only sessions, which are
+    /// not in the room, get the very same frame at the same Lamport time.
     pub fn is_broadcast(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Message | Kind::Join | Kind::Leave | Kind::Notice
+            Kind::Message | Kind::Join | Kind::Leave | Kind::Notice | Kind::Shutdown
         )
     }
 }
@@ -84,6 +86,7 @@ fn from_json(bytes: &[u8]) -> Frame {
         Some("error") => Kind::Error,
         Some("direct") => Kind::Direct,
         Some("welcome") => Kind::Welcome,
+        Some("shutdown") => Kind::Shutdown,
         other => panic!("a JSON frame with kind {other:?}"),
     };
     let number = |key: &str| match obj.get(key) {
@@ -196,6 +199,15 @@ impl Frame {
             text: format!("Participant {name} left Chitty-Chat at Lamport time {timestamp}"),
             participants,
             ..Frame::server(timestamp, Kind::Leave)
+        }
+    }
+
+    /// The server's last word to every session: the room's broadcast and the direct-only
+    /// sessions' private copy are this same frame.
+    pub fn shutdown(timestamp: u64, text: &str) -> Frame {
+        Frame {
+            text: text.to_owned(),
+            ..Frame::server(timestamp, Kind::Shutdown)
         }
     }
 

@@ -5,7 +5,8 @@
 //! - [`event_validation`]: the username and text rules, and a gRPC event stream checked event by
 //!   event against a model of the session rules.
 //! - [`hub_sessions`]: many sessions on both transports driven by arbitrary event sequences,
-//!   drops, kicks and overflows, checked against the ordering contract.
+//!   drops, kicks and bans, overflows, the rate limit and the join deadline on time the script
+//!   moves, checked against the ordering contract and a model of the time-driven rules.
 //!
 //! Each module's `check` panics when an invariant breaks. The libFuzzer targets in
 //! `fuzz_targets/` are one line each around it, and `tests/corpus.rs` replays the checked-in
@@ -19,22 +20,28 @@ pub mod websocket_codec;
 pub mod websocket_frame;
 
 use chitty::audit::Auditor;
-use chitty::hub::{Event, Flow, Hub, HubConfig, Transport};
+use chitty::hub::{Event, Flow, Hub, HubConfig, ManualTime, Transport};
 use peer::Peer;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-/// A hub with no audit trail.
+/// Where every fuzzed hub's wall clock starts (November 2023), so that runs are reproducible.
+pub fn wall_start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// A hub with no audit trail and no rate limit, on time that stands still: the targets that use
+/// it check one event at a time against the rules, which time must not change. `hub_sessions`
+/// builds its own hub, with the rate limit on and time it moves.
 pub fn hub(backlog: usize, max_participants: usize) -> Arc<Hub> {
-    Hub::new(
-        HubConfig {
-            backlog,
-            max_participants,
-            // The rate limit depends on the wall clock; fuzzing keeps runs reproducible.
-            rate: None,
-            ..HubConfig::default()
-        },
-        Auditor::disabled(),
-    )
+    let config = HubConfig {
+        backlog,
+        max_participants,
+        rate: None,
+        ..HubConfig::default()
+    };
+    let time = Arc::new(ManualTime::new(wall_start()));
+    Hub::with_time(config, Auditor::disabled(), time)
 }
 
 /// A peer that joined the room as `name`; panics if it could not.

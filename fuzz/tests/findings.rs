@@ -1,11 +1,14 @@
 //! Findings of the fuzzing work, each as the smallest test that failed before its fix: they
 //! stay as regression tests. A new finding goes here `#[ignore]`d until it is fixed.
 
+use chitty::audit::Auditor;
 use chitty::hub::outbox::Ending;
 use chitty::hub::rules::check_username;
-use chitty::hub::{SessionError, Target, Transport};
+use chitty::hub::{Event, Hub, HubConfig, ManualTime, SessionError, Target, Transport};
 use chitty::pb::chat_message::Kind;
+use chitty_fuzz::peer::Peer;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `Hub::kick` adds the ban to `Instant::now()` with `+`, which panics when the sum does not fit
@@ -61,7 +64,7 @@ fn a_full_backlog_at_shutdown_is_not_a_clean_end() {
     let _bob = chitty_fuzz::joined(&hub, Transport::Grpc, "bob");
     hub.shutdown("going down");
     let frames = alice.drain().to_vec();
-    let got_notice = frames.iter().any(|f| f.kind == Kind::Notice);
+    let got_notice = frames.iter().any(|f| f.kind == Kind::Shutdown);
     let slow = matches!(
         alice.ending,
         Some(Ending::Error(SessionError::SlowConsumer(_)))
@@ -84,4 +87,27 @@ fn a_json_array_is_not_a_frame() {
         let parsed = chitty::server::websocket::parse(frame);
         assert!(parsed.is_err(), "{frame} was accepted as {parsed:?}");
     }
+}
+
+/// `Hub::join` told a banned name how long its ban still lasts as `(until - now).as_secs() + 1`:
+/// with a whole number of seconds left it said one too many ("banned for another 11 s" with 10
+/// left), where `SessionError::Banned` promises the seconds rounded up. With the wall clock's
+/// nanoseconds a whole number is rare; once `hub_sessions` drove time in whole seconds it was
+/// not (its inputs: `corpus/hub_sessions/ban-ends-and-the-name-rejoins` and `4d549415…`).
+#[test]
+fn a_ban_with_whole_seconds_left_says_just_those() {
+    let time = Arc::new(ManualTime::new(chitty_fuzz::wall_start()));
+    let hub = Hub::with_time(HubConfig::default(), Auditor::disabled(), time.clone());
+    let _alice = chitty_fuzz::joined(&hub, Transport::Grpc, "alice");
+    let ban = Some(Duration::from_secs(60));
+    assert!(hub.kick(Target::Name("alice"), "spam", ban, "op").is_some());
+    time.advance(Duration::from_secs(50));
+    let mut again = Peer::new(&hub, Transport::Grpc);
+    again.handle().handle(0, Event::Join { username: "alice" });
+    again.drain();
+    let banned = SessionError::Banned {
+        name: "alice".into(),
+        seconds: 10,
+    };
+    assert_eq!(again.ending, Some(Ending::Error(banned)));
 }

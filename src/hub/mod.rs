@@ -362,7 +362,9 @@ impl Hub {
         let now = req.now;
         if let Some(until) = state.bans.get(req.username) {
             if *until > now {
-                let seconds = (*until - now).as_secs() + 1;
+                // Rounded up, so never "another 0 s"; a whole number of seconds stays itself.
+                let left = *until - now;
+                let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
                 return Err(SessionError::Banned {
                     name: req.username.to_owned(),
                     seconds,

@@ -170,14 +170,20 @@ fn a_ban_refuses_the_name_until_it_ends() {
     );
     assert_eq!(kicked.map(|u| u.name), Some("alice".to_owned()));
 
-    time.advance(Duration::from_millis(58_500));
+    let banned = |seconds| {
+        let name = "alice".into();
+        Some(Ending::Error(SessionError::Banned { name, seconds }))
+    };
+    // Ten seconds left: ten, not eleven.
+    time.advance(Duration::from_secs(50));
     let mut again = Peer::new(&hub);
     assert_eq!(again.join("alice"), Flow::Ended);
-    let banned = SessionError::Banned {
-        name: "alice".into(),
-        seconds: 2,
-    };
-    assert_eq!(again.take().1, Some(Ending::Error(banned)));
+    assert_eq!(again.take().1, banned(10));
+    // One and a half seconds left: rounded up.
+    time.advance(Duration::from_millis(8_500));
+    let mut again = Peer::new(&hub);
+    assert_eq!(again.join("alice"), Flow::Ended);
+    assert_eq!(again.take().1, banned(2));
     let _bob = Peer::joined(&hub, "bob");
 
     time.advance(Duration::from_millis(1_500));
