@@ -163,9 +163,10 @@ pub struct DaemonArgs {
     pub handshake_timeout: Duration,
 
     /// Serve the chat port (gRPC and WebSocket) over TLS with this certificate chain (PEM, leaf
-    /// first); needs --tls-key. Clients then connect with `chitty chat --tls` (and `--ca FILE`
-    /// for a private CA) or wss://. Without it the port speaks plain TCP, fine on localhost or
-    /// behind a TLS-terminating proxy.
+    /// first); needs --tls-key. `chittyctl tls-cert` writes one, with the CA certificate clients
+    /// trust. A CA certificate is refused: clients refuse it as a server's own. Clients then
+    /// connect with `chitty chat --tls` (and `--ca FILE` for a private CA) or wss://. Without it
+    /// the port speaks plain TCP, fine on localhost or behind a TLS-terminating proxy.
     #[arg(
         long,
         env = "CHITTY_TLS_CERT",

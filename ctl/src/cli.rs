@@ -16,7 +16,9 @@ use std::time::Duration;
                   Lamport clock and the counters, announce something to everyone. chittyctl talks \
                   to chittyd's admin gRPC service on a Unix socket (mode 0660): root and members \
                   of the socket's group (chitty-admin in the packaged service) may use it. Every \
-                  action is recorded in chittyd's audit trail with your uid and pid.",
+                  action is recorded in chittyd's audit trail with your uid and pid. Two commands \
+                  need no running chittyd: `bench` load-tests its chat port, and `tls-cert` \
+                  writes a certificate for it.",
     after_help = "Exit status: 0 success, 1 other failure, 2 usage error (also a request chittyd \
                   refuses as invalid), 3 chittyd cannot be reached (not running, wrong socket, \
                   no permission), 4 no such participant."
@@ -68,6 +70,11 @@ pub enum CtlCommand {
     /// let S send, measure deliveries, latency, ordering, losses, and with --server-pid the
     /// server's CPU per delivery and memory per connection.
     Bench(chitty_bench::BenchArgs),
+    /// Write a TLS certificate for chittyd (not a CA certificate) and its key, for the names
+    /// clients connect to, signed by a small CA whose certificate clients trust with
+    /// `chitty chat --ca`: cert.pem, key.pem (mode 0600) and ca.pem. The CA's key is not kept,
+    /// so that CA signs nothing else. Works on files only, not on a running chittyd.
+    TlsCert(crate::tls_cert::TlsCertArgs),
 }
 
 #[cfg(test)]

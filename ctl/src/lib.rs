@@ -1,11 +1,13 @@
 //! chittyctl: the admin client. Connects to chittyd's admin socket, runs one call, and prints the
 //! answer for people (aligned text) or scripts (`--json`, stable field names). `chittyctl bench`
-//! hands over to the load generator, the chitty-bench crate.
+//! hands over to the load generator, the chitty-bench crate; `chittyctl tls-cert` ([`tls_cert`])
+//! writes certificate files and talks to nobody.
 //!
 //! A package of its own beside the runtime library: it depends on the generator, which depends on
 //! the library, so chittyd links neither.
 
 pub mod cli;
+pub mod tls_cert;
 
 use chitty::pb::admin::{self as pb, admin_client::AdminClient};
 use chitty_bench as bench;
@@ -123,6 +125,14 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
             e => CtlError::Failed(e.to_string()),
         });
     }
+    if let CtlCommand::TlsCert(args) = &cli.command {
+        return tls_cert::run(args, cli.json, out)
+            .map(drop)
+            .map_err(|e| match e {
+                tls_cert::TlsCertError::Name { .. } => CtlError::Invalid(e.to_string()),
+                e => CtlError::Failed(e.to_string()),
+            });
+    }
     let mut admin = connect(&cli.socket).await?;
     let written = match &cli.command {
         CtlCommand::Users => {
@@ -209,7 +219,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 write_pairs(out, &text)
             }
         }
-        CtlCommand::Bench(_) => Ok(()),
+        CtlCommand::Bench(_) | CtlCommand::TlsCert(_) => Ok(()),
         CtlCommand::Announce { text } => {
             let reply = admin
                 .announce(pb::AnnounceRequest { text: text.clone() })

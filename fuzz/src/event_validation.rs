@@ -18,7 +18,7 @@ use chitty::hub::rules::{
     check_username, is_bidi_control, is_format,
 };
 use chitty::hub::{Flow, SessionError, Transport};
-use chitty::pb::{self, chat_event};
+use chitty::pb::{self, chat_event, chat_message::Kind};
 use chitty::server::chat::event_of;
 use prost::Message;
 
@@ -173,7 +173,8 @@ fn settle(peers: &mut [Peer; 3], state: State, want: Expected, what: &str) -> St
         subject.note_id();
         if let Some(id) = subject.id {
             assert_eq!(id, SUBJECT_ID);
-            let name = subject.frames[0].subject.clone();
+            let join = subject.frames.iter().find(|f| f.kind == Kind::Join);
+            let name = join.map(|f| f.subject.clone()).unwrap_or_default();
             return State::Joined(name);
         }
     }
@@ -215,8 +216,10 @@ fn expect_event(state: &State, ev: &pb::ChatEvent, before: u64) -> Expected {
                     fail(&mut out, SessionError::NameTaken("bob".into()))
                 }
                 Ok(()) => {
-                    let f = Frame::join(t, &j.username, SUBJECT_ID, 2);
+                    // Its welcome takes the time, its join the next.
+                    let f = Frame::join(t + 1, &j.username, SUBJECT_ID, 2);
                     out.frames[BOB].push(f.clone());
+                    out.frames[SUBJECT].push(Frame::welcome(t, SUBJECT_ID));
                     out.frames[SUBJECT].push(f);
                 }
             }
@@ -232,6 +235,20 @@ fn expect_event(state: &State, ev: &pb::ChatEvent, before: u64) -> Expected {
         }
         (Some(chat_event::Event::Leave(_)), None) => {
             fail(&mut out, SessionError::NotJoined("leave"));
+            return out;
+        }
+        (Some(chat_event::Event::Roster(_)), None) => {
+            fail(&mut out, SessionError::NotJoined("roster request"));
+            return out;
+        }
+        (Some(chat_event::Event::Roster(_)), Some(own)) => {
+            // Every session, in id order: bob, the direct-only user, the subject.
+            let listed = [
+                (1, "bob", Transport::Grpc),
+                (2, "", Transport::WebSocket),
+                (SUBJECT_ID, own, Transport::Grpc),
+            ];
+            out.frames[SUBJECT].push(Frame::roster(t, &listed));
             return out;
         }
         (Some(chat_event::Event::Message(m)), Some(_)) => &m.username,
@@ -274,6 +291,11 @@ fn expect_event(state: &State, ev: &pb::ChatEvent, before: u64) -> Expected {
             return out;
         }
     };
-    out.frames[to].push(Frame::direct(t, own, SUBJECT_ID, r, &m.message));
+    let f = Frame::direct(t, own, SUBJECT_ID, r, &m.message);
+    // The sender gets its copy, with the same time, unless it wrote to itself.
+    if to != SUBJECT {
+        out.frames[SUBJECT].push(f.clone());
+    }
+    out.frames[to].push(f);
     out
 }

@@ -29,6 +29,8 @@ pub struct Frame {
     /// Room size after the event; only JOIN and LEAVE carry it on both wires, so it is 0 on the
     /// other kinds.
     pub participants: u32,
+    /// Who a ROSTER lists: id, name and transport of each session; empty on other kinds.
+    pub roster: Vec<(u64, String, String)>,
 }
 
 impl Frame {
@@ -72,6 +74,11 @@ fn from_protobuf(bytes: &[u8]) -> Frame {
         } else {
             0
         },
+        roster: m
+            .roster
+            .into_iter()
+            .map(|p| (p.id, p.username, p.transport))
+            .collect(),
     }
 }
 
@@ -87,6 +94,7 @@ fn from_json(bytes: &[u8]) -> Frame {
         Some("direct") => Kind::Direct,
         Some("welcome") => Kind::Welcome,
         Some("shutdown") => Kind::Shutdown,
+        Some("roster") => Kind::Roster,
         other => panic!("a JSON frame with kind {other:?}"),
     };
     let number = |key: &str| match obj.get(key) {
@@ -114,10 +122,18 @@ fn from_json(bytes: &[u8]) -> Frame {
         (string("message"), "error")
     };
     assert!(obj.get(other).is_none(), "{kind:?} frame carries {other}");
-    assert_eq!(
-        obj.contains_key("participants"),
-        matches!(kind, Kind::Join | Kind::Leave),
+    // JOIN and LEAVE always say the room's size; WELCOME and ROSTER say it too.
+    let sized = matches!(
+        kind,
+        Kind::Join | Kind::Leave | Kind::Welcome | Kind::Roster
+    );
+    assert!(
+        sized || !obj.contains_key("participants"),
         "participants on the wrong kind: {v}"
+    );
+    assert!(
+        !matches!(kind, Kind::Join | Kind::Leave) || obj.contains_key("participants"),
+        "a {kind:?} without participants: {v}"
     );
     let sender_id = number("sender_id");
     if kind == Kind::Welcome {
@@ -133,8 +149,33 @@ fn from_json(bytes: &[u8]) -> Frame {
         recipient_id: number("recipient_id"),
         subject: string("subject"),
         text,
-        participants: u32::try_from(number("participants")).expect("participants fits in u32"),
+        participants: if matches!(kind, Kind::Join | Kind::Leave) {
+            u32::try_from(number("participants")).expect("participants fits in u32")
+        } else {
+            0
+        },
+        roster: roster_of(obj.get("users")),
     }
+}
+
+/// The `users` of a JSON ROSTER as (id, name, transport).
+fn roster_of(users: Option<&Value>) -> Vec<(u64, String, String)> {
+    let Some(users) = users else {
+        return Vec::new();
+    };
+    let users = users.as_array().expect("users is an array");
+    users
+        .iter()
+        .map(|u| {
+            let field = |k: &str| {
+                u[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} is not a string in {u}"))
+                    .to_owned()
+            };
+            let id = u["id"].as_u64().expect("a listed id is a u64");
+            (id, field("username"), field("transport"))
+        })
+        .collect()
 }
 
 /// The frames the hub is expected to send, built the way a reader of the protocol would.
@@ -149,6 +190,7 @@ impl Frame {
             subject: String::new(),
             text: String::new(),
             participants: 0,
+            roster: Vec::new(),
         }
     }
 
@@ -208,6 +250,28 @@ impl Frame {
         Frame {
             text: text.to_owned(),
             ..Frame::server(timestamp, Kind::Shutdown)
+        }
+    }
+
+    /// A session's first frame: its id, to itself.
+    pub fn welcome(timestamp: u64, id: u64) -> Frame {
+        Frame {
+            sender_id: id,
+            recipient_id: id,
+            text: format!("Welcome to Chitty-Chat: you are user {id}"),
+            ..Frame::server(timestamp, Kind::Welcome)
+        }
+    }
+
+    /// The answer to a roster request: `listed` as (id, name, transport), in id order.
+    pub fn roster(timestamp: u64, listed: &[(u64, &str, Transport)]) -> Frame {
+        Frame {
+            text: format!("{} online", listed.len()),
+            roster: listed
+                .iter()
+                .map(|(id, name, t)| (*id, (*name).to_owned(), t.as_str().to_owned()))
+                .collect(),
+            ..Frame::server(timestamp, Kind::Roster)
         }
     }
 

@@ -219,7 +219,14 @@ fn expect(
         .iter()
         .position(|p| p.id == Some(r) && p.ending.is_none());
     match recipient {
-        Some(to) => out.frames[to].push(Frame::direct(t, name, id, r, &m.message)),
+        Some(to) => {
+            let f = Frame::direct(t, name, id, r, &m.message);
+            // The sender gets its copy with the same time, unless it wrote to itself.
+            if to != sender {
+                out.frames[sender].push(f.clone());
+            }
+            out.frames[to].push(f);
+        }
         None => refuse(&mut out, &format!("user {r} is not connected")),
     }
     out

@@ -1,6 +1,7 @@
 //! chitty: the Chitty-Chat client. Full screen at a terminal, line mode in pipes and scripts.
 
 use chitty::client::cli::{ChatArgs, ChittyCli, ChittyCommand};
+use chitty::client::dial::DialError;
 use chitty::client::{ClientError, plain, tui};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -39,7 +40,10 @@ fn main() -> ExitCode {
             eprintln!("chitty: {e}");
             ExitCode::from(match e.cause() {
                 ClientError::Address(..) => 2,
-                ClientError::Connect { .. } => 3,
+                // A CA file that cannot be used is a local error; every other dial error means
+                // the server could not be reached as asked.
+                ClientError::Dial(DialError::Ca { .. }) => 1,
+                ClientError::Connect { .. } | ClientError::Dial(_) => 3,
                 e if e.is_refusal() => 4,
                 ClientError::Undelivered { .. } => 5,
                 _ => 1,

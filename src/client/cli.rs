@@ -54,7 +54,8 @@ pub struct ChatArgs {
     #[arg(long)]
     pub tls: bool,
     /// Trust this certificate authority (PEM) for the server's certificate, instead of the
-    /// system's: for a private CA or a self-signed certificate. Implies --tls.
+    /// system's: for a private CA (ca.pem from `chittyctl tls-cert`) or a self-signed
+    /// certificate. Implies --tls.
     #[arg(long, env = "CHITTY_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Append every received message to this file, as `L[12] @ alice: hello`.

@@ -4,14 +4,16 @@
 //! message it receives, the clock becomes max(local, received) + 1.
 //!
 //! [`reconnect`] decides what happens when the connection is lost (wait, rejoin with the same
-//! clock, or give up); [`plain`] (line mode) and [`tui`] (full screen) both follow it. They share
-//! the rest too: [`addr`] (the server address), [`offers`] (what the server's welcome offers),
-//! [`pace`] (sending no faster than the server's rate limit), [`command`] (what a typed line
-//! means), [`people`] (names by id) and [`log`] (the private client log).
+//! clock, or give up); [`plain`] (line mode) and [`tui`] (full screen) both follow it. [`dial`]
+//! makes the connection, TLS included, and says in words why one could not be made. The two
+//! modes share the rest too: [`addr`] (the server address), [`offers`] (what the server's
+//! welcome offers), [`pace`] (sending no faster than the server's rate limit), [`command`]
+//! (what a typed line means), [`people`] (names by id) and [`log`] (the private client log).
 
 pub mod addr;
 pub mod cli;
 pub mod command;
+pub mod dial;
 pub mod log;
 pub mod offers;
 pub mod pace;
@@ -25,13 +27,16 @@ pub use offers::Offers;
 
 use crate::clock::LamportClock;
 use crate::pb::{self, chat_client::ChatClient, chat_event};
-use std::path::{Path, PathBuf};
+use dial::{DialError, Dialer};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+pub use dial::ClientTls;
 
 /// How long a client waits, after sending its leave, for the server to end the stream (the
 /// messages that arrive meanwhile are still shown and logged).
@@ -43,7 +48,10 @@ pub enum ClientError {
     /// The address is not usable.
     #[error("invalid server address {0}: {1}")]
     Address(String, String),
-    /// The server could not be reached.
+    /// The server could not be reached, or not the way asked (TLS or not, its certificate).
+    #[error("{0}")]
+    Dial(#[from] DialError),
+    /// The connection was made, but the HTTP/2 connection over it failed.
     #[error("cannot connect to {addr}: {}; is chittyd running there?", root_cause(.source))]
     Connect {
         /// host:port.
@@ -81,14 +89,6 @@ pub enum ClientError {
         exhausted: Option<u32>,
         /// Why the last attempt failed.
         last: Box<ClientError>,
-    },
-    /// The CA certificate given with --ca cannot be used.
-    #[error("cannot use the CA certificate {}: {why}", .path.display())]
-    Ca {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
     },
     /// The session ended, but not everything typed was delivered: the server refused some of
     /// it (each refusal was reported as it came), or lines were left unsent (Ctrl-C, or leaving
@@ -215,52 +215,23 @@ impl ServerAddr {
     }
 }
 
-/// How the client checks the server's certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientTls {
-    /// Trust this CA certificate (PEM) instead of the system's certificate store.
-    pub ca: Option<PathBuf>,
-}
-
-/// Turns a server address into an endpoint: `http://host:port` for plain TCP, `https://` with
-/// the system's or the given CA for TLS.
+/// Turns a server address into an endpoint: `http://host:port` for plain TCP, `https://` for
+/// TLS (asked for with `--tls`, `--ca` or an `https://` address). The connection itself is made
+/// by a [`Dialer`] built from the endpoint's URI.
 pub fn endpoint(server: &ServerAddr) -> Result<Endpoint, ClientError> {
     let (target, tls) = server.target()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{target}"))
-        .map(|e| e.connect_timeout(Duration::from_secs(5)))
-        .map_err(|e| ClientError::Address(server.addr.clone(), e.to_string()))?;
-    let Some(tls) = tls else {
-        return Ok(endpoint);
-    };
-    let config = match &tls.ca {
-        None => tonic::transport::ClientTlsConfig::new().with_native_roots(),
-        Some(path) => tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(read_ca(path)?)),
-    };
-    endpoint
-        .tls_config(config)
-        .map_err(|e| ClientError::Address(server.addr.clone(), root_cause(&e)))
+    Endpoint::from_shared(format!("{scheme}://{target}"))
+        .map(|e| e.connect_timeout(dial::DIAL_TIMEOUT))
+        .map_err(|e| ClientError::Address(server.addr.clone(), e.to_string()))
 }
 
-/// Reads a CA file, checking that it holds a PEM certificate (tonic would only fail at connect,
-/// with a less telling error).
-fn read_ca(path: &Path) -> Result<Vec<u8>, ClientError> {
-    use rustls_pki_types::{CertificateDer, pem::PemObject};
-    let fail = |why: String| ClientError::Ca {
-        path: path.to_owned(),
-        why,
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(fail(
-            "no PEM certificate (\"-----BEGIN CERTIFICATE-----\") in it".into(),
-        ));
-    }
-    Ok(pem)
+/// The endpoint for `server` and the dialer that connects to it, offering `alpn` over TLS.
+pub fn dialer(server: &ServerAddr, alpn: &[u8]) -> Result<(Endpoint, Dialer), ClientError> {
+    let endpoint = endpoint(server)?;
+    let (_, tls) = server.target()?;
+    let dialer = Dialer::new(endpoint.uri(), tls.as_ref(), alpn)?;
+    Ok((endpoint, dialer))
 }
 
 /// A joined participant: both directions of its stream together, for callers that alternate
@@ -306,14 +277,21 @@ impl Participant {
         username: &str,
         clock: Arc<LamportClock>,
     ) -> Result<Participant, ClientError> {
-        let channel: Channel =
-            endpoint(server)?
-                .connect()
-                .await
-                .map_err(|source| ClientError::Connect {
+        let (endpoint, dialer) = dialer(server, dial::ALPN_H2)?;
+        let conn = dialer.dial().await?;
+        // A plain client answered in TLS fails only once HTTP/2 does, as "http2 error": what the
+        // server sent first says why.
+        let greeting = conn.greeting();
+        let explain = |e: ClientError| dialer.explain(&greeting).map_or(e, ClientError::Dial);
+        let channel = endpoint
+            .connect_with_connector(dialer.connector(conn))
+            .await
+            .map_err(|source| {
+                explain(ClientError::Connect {
                     addr: server.tried(),
                     source,
-                })?;
+                })
+            })?;
         let mut client = ChatClient::new(channel);
         let (events, rx) = mpsc::channel(64);
         let join = pb::ChatEvent {
@@ -325,7 +303,8 @@ impl Participant {
         events.send(join).await.map_err(|_| ClientError::Closed)?;
         let inbound = client
             .broadcast(ReceiverStream::new(rx))
-            .await?
+            .await
+            .map_err(|status| explain(status.into()))?
             .into_inner();
         Ok(Participant {
             send: SendHalf {

@@ -147,6 +147,10 @@ pub enum Verdict {
 pub fn classify(err: &ClientError) -> Verdict {
     match err {
         e if e.is_refusal() => Verdict::GiveUp,
+        // A server that is down may come back; a certificate, or TLS on one end and not the
+        // other, will not change by waiting.
+        ClientError::Dial(e) if e.is_transient() => Verdict::Retry,
+        ClientError::Dial(_) => Verdict::GiveUp,
         ClientError::Server(_)
         | ClientError::Connect { .. }
         | ClientError::Closed
@@ -155,7 +159,6 @@ pub fn classify(err: &ClientError) -> Verdict {
         | ClientError::Io(_)
         | ClientError::Log { .. }
         | ClientError::Terminal(_)
-        | ClientError::Ca { .. }
         | ClientError::GaveUp { .. }
         | ClientError::Undelivered { .. } => Verdict::GiveUp,
     }

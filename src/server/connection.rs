@@ -114,13 +114,14 @@ impl Edge {
     ) {
         let handshake = tokio::select! {
             () = stop.cancelled() => return,
-            r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
+            r = tokio::time::timeout_at(deadline, acceptor.accept(stream).into_fallible()) => r,
         };
         match handshake {
             Ok(Ok(tls)) => self.serve_http(tls, peer, stop, deadline).await,
-            Ok(Err(e)) => {
+            Ok(Err((e, stream))) => {
                 EdgeStats::count(&self.stats.tls_failures);
                 tracing::debug!("TLS handshake with {peer} failed: {e}");
+                linger(stream, &stop).await;
             }
             Err(_) => {
                 EdgeStats::count(&self.stats.handshake_timeouts);
@@ -195,5 +196,38 @@ impl Edge {
                 .run(Arc::clone(&self.hub), peer, self.max_frame)
                 .await;
         }
+    }
+}
+
+/// How long a connection whose TLS handshake failed is kept half-closed, at most.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much of what such a client still sends is read and dropped, at most.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection whose TLS handshake failed without resetting it. rustls has written an
+/// alert saying why; closing with unread input would make the kernel send a reset, and the
+/// client's kernel would then drop the alert unread. A plain-text client (which keeps sending
+/// its HTTP/2 request) would only see "connection reset", when the alert is what tells it that
+/// this port speaks TLS. So: send FIN after the alert, then read and drop what the client still
+/// sends until it closes too, for at most [`LINGER`] and [`LINGER_BYTES`] (or until shutdown).
+async fn linger(mut stream: TcpStream, stop: &CancellationToken) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        // On the heap: only failed handshakes need it, and the task's size stays as it was.
+        let mut buf = vec![0u8; 4096];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(LINGER, drain) => {}
+        () = stop.cancelled() => {}
     }
 }

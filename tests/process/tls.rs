@@ -1,13 +1,18 @@
-//! TLS on the chat port, with a certificate authority and a server certificate made for each
-//! test: gRPC (the library's client and the real `chitty` binary) and WebSocket over one TLS
-//! port, and plain-text clients refused without disturbing anyone.
+//! TLS on the chat port, with certificates made for each test by `chittyctl tls-cert` (its
+//! library entry point, with the command line the binary parses): gRPC (the library's client and
+//! the real `chitty` binary) and WebSocket over one TLS port, plain-text clients refused without
+//! disturbing anyone, and each usual mistake told in words by the real `chitty` (exit status 3
+//! and one line on stderr) and by chittyd: TLS on one end only, a certificate for other names, an
+//! authority the client does not trust, a CA certificate as the server's own.
 
-use chitty::client::{ClientTls, Participant, ServerAddr};
+use chitty::client::dial::DialError;
+use chitty::client::{ClientError, ClientTls, Participant, ServerAddr};
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
 use chitty::server::tls::TlsFiles;
 use chitty_testkit::time::wait_until;
 use chitty_testkit::{PATIENCE, TestServer, config, start};
+use clap::Parser;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +22,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A CA, and a certificate it signed for localhost and 127.0.0.1, as PEM files in a temporary
-/// folder.
+/// What `chittyctl tls-cert` wrote into a temporary folder: the CA certificate clients trust,
+/// and the server's certificate and key.
 struct Pki {
     _dir: tempfile::TempDir,
     ca: PathBuf,
@@ -26,30 +31,28 @@ struct Pki {
 }
 
 impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    /// Certificates for localhost and 127.0.0.1.
+    async fn new() -> Pki {
+        Pki::for_names(&["localhost", "127.0.0.1"]).await
+    }
+
+    /// Certificates for `names`, by `chittyctl tls-cert --name ...`.
+    async fn for_names(names: &[&str]) -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "chitty test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        let write = |name: &str, pem: String| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, pem).unwrap();
-            path
-        };
+        let mut argv = vec!["chittyctl", "tls-cert", "--out", path(dir.path())];
+        for name in names {
+            argv.extend(["--name", name]);
+        }
+        let cli = chittyctl::cli::CtlCli::try_parse_from(argv).unwrap();
+        let mut report = Vec::new();
+        chittyctl::run(&cli, &mut report).await.unwrap();
+        let report = String::from_utf8(report).unwrap();
+        assert!(report.contains("chittyd --tls-cert"), "{report}");
         Pki {
-            ca: write("ca.pem", ca.pem()),
+            ca: dir.path().join("ca.pem"),
             files: TlsFiles {
-                cert: write("cert.pem", cert.pem()),
-                key: write("key.pem", key.serialize_pem()),
+                cert: dir.path().join("cert.pem"),
+                key: dir.path().join("key.pem"),
             },
             _dir: dir,
         }
@@ -106,7 +109,7 @@ async fn until_said(p: &mut Participant, from: &str, text: &str) {
 
 #[tokio::test]
 async fn grpc_participants_chat_over_tls() {
-    let pki = Pki::new();
+    let pki = Pki::new().await;
     let server = pki.start().await;
     let addr = pki.server(&server);
     let mut alice = Participant::join(&addr, "alice").await.unwrap();
@@ -122,7 +125,7 @@ async fn grpc_participants_chat_over_tls() {
 
 #[tokio::test]
 async fn websocket_clients_get_their_welcome_over_tls() {
-    let pki = Pki::new();
+    let pki = Pki::new().await;
     let server = pki.start().await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -152,7 +155,7 @@ async fn websocket_clients_get_their_welcome_over_tls() {
 
 #[tokio::test]
 async fn plain_text_clients_fail_cleanly_and_tls_clients_carry_on() {
-    let pki = Pki::new();
+    let pki = Pki::new().await;
     let server = pki.start().await;
     let addr = pki.server(&server);
     let alice = Participant::join(&addr, "alice").await.unwrap();
@@ -164,7 +167,11 @@ async fn plain_text_clients_fail_cleanly_and_tls_clients_carry_on() {
     )
     .await
     .expect("a plain-text gRPC client hung on the TLS port");
-    assert!(plain.is_err(), "a plain-text gRPC client joined");
+    assert!(
+        matches!(plain, Err(ClientError::Dial(DialError::SpeaksTls { .. }))),
+        "a plain-text gRPC client was not told it reached a TLS port: {:?}",
+        plain.err()
+    );
 
     // HTTP/1 without TLS: the connection is closed.
     let mut raw = TcpStream::connect(server.addr).await.unwrap();
@@ -203,7 +210,7 @@ async fn plain_text_clients_fail_cleanly_and_tls_clients_carry_on() {
 
 #[tokio::test]
 async fn the_chitty_binary_chats_over_tls() {
-    let pki = Pki::new();
+    let pki = Pki::new().await;
     let server = pki.start().await;
     let addr = pki.server(&server);
     let mut alice = Participant::join(&addr, "alice").await.unwrap();
@@ -260,4 +267,215 @@ fn chitty(host: &str, extra: &[&str], name: &str) -> tokio::process::Child {
     let mut args = vec!["chat", "--plain", "--no-log", "-u", name, "-H", host];
     args.extend_from_slice(extra);
     crate::chitty(&args)
+}
+
+/// Runs the real `chitty chat --plain` as `eve` against `host` with `extra` arguments and
+/// `env`, with nothing to send, to its end: its exit status and standard error.
+async fn chitty_fails(host: &str, extra: &[&str], env: &[(&str, &Path)]) -> (Option<i32>, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chitty"));
+    command
+        .args([
+            "chat",
+            "--plain",
+            "--no-log",
+            "--no-reconnect",
+            "-u",
+            "eve",
+            "-H",
+            host,
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .expect("chitty hung")
+        .expect("run chitty");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// chitty's one line on stderr is exactly `line`.
+fn assert_says(stderr: &str, line: &str) {
+    assert_eq!(stderr.trim_end(), format!("chitty: {line}"));
+}
+
+#[tokio::test]
+async fn chitty_says_which_end_lacks_tls() {
+    let pki = Pki::new().await;
+    let tls = pki.start().await;
+    let plain = start(config()).await;
+    let tls_host = format!("localhost:{}", tls.addr.port());
+    let plain_host = format!("localhost:{}", plain.addr.port());
+
+    // A plain client at the TLS port: rustls's alert is what it reads first.
+    let (code, err) = chitty_fails(&tls_host, &[], &[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!("the server at {tls_host} speaks TLS: add --tls (and --ca FILE for a private CA)"),
+    );
+
+    // A TLS client at the plain port, with --ca and with --tls alone (trusting the system's
+    // authorities, which SSL_CERT_FILE makes the test CA here).
+    let (code, err) = chitty_fails(&plain_host, &["--ca", path(&pki.ca)], &[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!("the server at {plain_host} does not speak TLS: drop --tls and --ca"),
+    );
+    let (code, err) = chitty_fails(&plain_host, &["--tls"], &[("SSL_CERT_FILE", &pki.ca)]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!("the server at {plain_host} does not speak TLS: drop --tls"),
+    );
+
+    // Neither server minded: each still takes a participant the right way.
+    let mut alice = Participant::join(&pki.server(&tls), "alice").await.unwrap();
+    alice.say("still fine").await.unwrap();
+    until_said(&mut alice, "alice", "still fine").await;
+    let bob = Participant::join(&ServerAddr::plain(&plain_host), "bob")
+        .await
+        .unwrap();
+    drop((alice, bob));
+    tls.shutdown().await;
+    plain.shutdown().await;
+}
+
+#[tokio::test]
+async fn chitty_names_the_certificates_names_when_the_host_is_not_one_of_them() {
+    let pki = Pki::for_names(&["localhost"]).await;
+    let server = pki.start().await;
+    let by_ip = format!("127.0.0.1:{}", server.addr.port());
+    let (code, err) = chitty_fails(&by_ip, &["--ca", path(&pki.ca)], &[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!(
+            "the certificate of the server at {by_ip} is for localhost, not 127.0.0.1: connect \
+             to it by one of those names, or give the server a certificate for 127.0.0.1 \
+             (chittyctl tls-cert --name 127.0.0.1)"
+        ),
+    );
+    // By the name in the certificate, the same client gets in.
+    let by_name = ServerAddr {
+        addr: format!("localhost:{}", server.addr.port()),
+        ..pki.server(&server)
+    };
+    drop(Participant::join(&by_name, "alice").await.unwrap());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn chitty_says_to_pass_the_ca_that_signed_the_servers_certificate() {
+    let pki = Pki::new().await;
+    let other = Pki::new().await;
+    let server = pki.start().await;
+    let host = format!("localhost:{}", server.addr.port());
+
+    // --tls alone, and the system trusts other authorities.
+    let (code, err) = chitty_fails(&host, &["--tls"], &[("SSL_CERT_FILE", &other.ca)]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!(
+            "the certificate of the server at {host} is signed by an authority this client does \
+             not trust: pass --ca FILE, the certificate of the CA that signed it (ca.pem from \
+             chittyctl tls-cert)"
+        ),
+    );
+
+    // --ca with another CA, and with the server's own certificate instead of its CA's.
+    for wrong in [&other.ca, &pki.files.cert] {
+        let (code, err) = chitty_fails(&host, &["--ca", path(wrong)], &[]).await;
+        assert_eq!(code, Some(3), "{err}");
+        assert_says(
+            &err,
+            &format!(
+                "the certificate of the server at {host} is signed by an authority this client \
+                 does not trust: not by the CA in {}; pass --ca with the certificate of the CA \
+                 that signed the server's (ca.pem from chittyctl tls-cert, not cert.pem)",
+                wrong.display()
+            ),
+        );
+    }
+    assert_eq!(server.hub.participants(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn chittyd_refuses_a_ca_certificate_as_its_own_and_says_what_to_do() {
+    let pki = Pki::new().await;
+    let out = tokio::process::Command::new(crate::CHITTYD)
+        .args(["--listen", "127.0.0.1:0", "--log-target", "stderr"])
+        .args(["--admin-socket", "none", "--audit-log", "none"])
+        .args([
+            "--tls-cert",
+            path(&pki.ca),
+            "--tls-key",
+            path(&pki.files.key),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = format!(
+        "chittyd: {} is a CA certificate (basic constraints CA:TRUE), and TLS clients refuse a \
+         CA certificate as a server's own: serve a certificate that CA signed, with its key, and \
+         give clients the CA certificate (chitty chat --ca FILE); `chittyctl tls-cert` writes \
+         all three",
+        pki.ca.display()
+    );
+    assert!(err.lines().any(|l| l == said), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
+
+#[tokio::test]
+async fn chitty_says_when_a_server_presents_a_ca_certificate_as_its_own() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    // chittyd refuses to serve one (above); another TLS server does, as rustls lets it.
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let serving = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.is_err()
+    });
+
+    let host = format!("localhost:{port}");
+    let (code, err) = chitty_fails(&host, &["--ca", path(&ca)], &[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_says(
+        &err,
+        &format!(
+            "the server at {host} presents a CA certificate as its own, which TLS clients refuse: \
+             its operator must serve a certificate signed by that CA instead (chittyctl tls-cert \
+             writes one)"
+        ),
+    );
+    assert!(serving.await.unwrap(), "the handshake succeeded");
 }

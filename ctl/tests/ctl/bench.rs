@@ -1,9 +1,12 @@
 //! `chittyctl bench`, the load generator that ships with chittyctl: the real binary against
-//! chittyd running in-process, over gRPC and WebSocket, checked through its `--json` report.
+//! chittyd running in-process, over gRPC and WebSocket, plain and TLS, checked through its
+//! `--json` report.
 //! These are small runs: they test that the generator counts, checks and reports correctly, not
 //! how fast anything is (BENCHMARKS.md has the figures).
 
 use crate::CHITTYCTL;
+use chitty::server::ServerConfig;
+use chitty::server::tls::TlsFiles;
 use chitty_testkit::{TestServer, config, start};
 use serde_json::Value;
 
@@ -134,4 +137,63 @@ async fn an_unreachable_target_is_an_error_not_a_report() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("could not connect"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_the_ca_tls_cert_wrote_and_told_when_only_one_end_speaks_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = tokio::process::Command::new(CHITTYCTL)
+        .args(["tls-cert", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .await
+        .expect("run chittyctl tls-cert");
+    assert!(made.status.success(), "{made:?}");
+    let tls = start(ServerConfig {
+        tls: Some(TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        }),
+        ..config()
+    })
+    .await;
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    for transport in ["grpc", "ws"] {
+        let (code, r, err) = bench(
+            &tls,
+            &format!("--transport {transport} --clients 4 --senders 2 --duration 1s --ca {ca}"),
+        )
+        .await;
+        assert_eq!(code, 0, "{transport}: {err}");
+        assert_clean(&r, true);
+    }
+    // Plain participants at the TLS port, over either protocol.
+    for transport in ["grpc", "ws"] {
+        let (code, _, err) = bench(
+            &tls,
+            &format!("--transport {transport} --clients 2 --senders 1 --duration 1s"),
+        )
+        .await;
+        assert_eq!(code, 3, "{transport}: {err}");
+        let said = format!(
+            "the server at {} speaks TLS: add --tls (and --ca FILE for a private CA)",
+            tls.addr
+        );
+        assert!(err.contains(&said), "{transport}: {err}");
+    }
+    // TLS participants at a plain port.
+    let plain = start(config()).await;
+    let (code, _, err) = bench(
+        &plain,
+        &format!("--clients 2 --senders 1 --duration 1s --ca {ca}"),
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    let said = format!(
+        "the server at {} does not speak TLS: drop --tls and --ca",
+        plain.addr
+    );
+    assert!(err.contains(&said), "{err}");
+    tls.shutdown().await;
+    plain.shutdown().await;
 }

@@ -1,10 +1,12 @@
 //! chittyctl, the real binary, against chittyd running in-process: the admin commands over a
-//! real Unix socket, the Prometheus endpoint over HTTP, and `chittyctl bench`, the load
-//! generator, in small runs.
+//! real Unix socket, the Prometheus endpoint over HTTP, `chittyctl bench`, the load generator,
+//! in small runs (over TLS too), and the certificates `chittyctl tls-cert` writes, served by
+//! chittyd.
 
 mod admin;
 mod bench;
 mod stats;
+mod tls_cert;
 
 use chitty::audit::AuditConfig;
 use chitty::server::ServerConfig;

@@ -55,18 +55,36 @@ impl World {
         );
         // The shutdown notice also goes to direct-message-only sessions.
         if f.is_broadcast() && f.kind != Kind::Shutdown {
-            assert_eq!(
-                first.kind,
-                Kind::Join,
-                "a broadcast outside the room: {f:?}"
-            );
+            let joined = slot.peer.frames.iter().any(|g| {
+                g.kind == Kind::Join && Some(g.sender_id) == me && g.timestamp <= f.timestamp
+            });
+            assert!(joined, "a broadcast outside the room: {f:?}");
         }
         self.check_expected(i, &f);
+        // Who received an earlier frame at this time privately, if one did.
+        let by_id = self
+            .record
+            .events
+            .get(&f.timestamp)
+            .and_then(|(_, by)| *by)
+            .and_then(|j| self.slots[j].peer.id);
         let slot = &mut self.slots[i];
         let me = slot.peer.id;
         let record = &mut self.record;
         let private = (!f.is_broadcast()).then_some(i);
         match record.events.get(&f.timestamp) {
+            // A direct message's two copies, the recipient's and the sender's, share it.
+            Some((seen, Some(by))) if f.kind == Kind::Direct && *by != i => {
+                let ids = [me, by_id];
+                assert!(
+                    seen == &f
+                        && f.sender_id != f.recipient_id
+                        && ids.contains(&Some(f.sender_id))
+                        && ids.contains(&Some(f.recipient_id)),
+                    "Lamport time {} names two deliveries: {seen:?} to {by:?} and {f:?} to {i}",
+                    f.timestamp
+                );
+            }
             Some((seen, by)) => {
                 assert!(
                     private.is_none() && by.is_none() && seen == &f,
@@ -83,7 +101,30 @@ impl World {
                 assert!(is_first, "a welcome after other frames: {f:?}");
                 assert_eq!(Some(f.recipient_id), me);
             }
-            Kind::Direct => assert_eq!(Some(f.recipient_id), me, "misdelivered: {f:?}"),
+            Kind::Direct => assert!(
+                me == Some(f.recipient_id) || me == Some(f.sender_id),
+                "misdelivered: {f:?}"
+            ),
+            Kind::Roster => {
+                assert_eq!(f.from, SERVER_NAME);
+                let ids: Vec<u64> = f.roster.iter().map(|(id, _, _)| *id).collect();
+                assert!(
+                    ids.is_sorted_by(|a, b| a < b),
+                    "a roster out of order: {f:?}"
+                );
+                assert!(
+                    me.is_some_and(|me| ids.contains(&me)),
+                    "a roster without its asker: {f:?}"
+                );
+                for (id, name, _) in &f.roster {
+                    if let Some((joined, joined_as)) = record.joins.get(id) {
+                        assert!(*joined < f.timestamp && joined_as == name, "{f:?}");
+                    }
+                    if let Some(left) = record.leaves.get(id) {
+                        assert!(f.timestamp < *left, "a roster lists user {id}, gone: {f:?}");
+                    }
+                }
+            }
             Kind::Error | Kind::Notice | Kind::Shutdown => {
                 assert_eq!(f.from, SERVER_NAME);
                 assert_eq!(f.sender_id, 0);
@@ -290,13 +331,14 @@ impl World {
         broadcasts.sort_unstable();
         for (i, slot) in self.slots.iter().enumerate() {
             let frames = &slot.peer.frames;
-            let (Some(id), Some(first), Some(last)) = (slot.peer.id, frames.first(), frames.last())
+            // The window opens at its own join; a session that never joined has none.
+            let own_join = frames
+                .iter()
+                .find(|f| f.kind == Kind::Join && Some(f.sender_id) == slot.peer.id);
+            let (Some(id), Some(first), Some(last)) = (slot.peer.id, own_join, frames.last())
             else {
                 continue;
             };
-            if first.kind != Kind::Join {
-                continue;
-            }
             let end = if matches!(slot.peer.ending, Some(Ending::Error(_))) {
                 last.timestamp + 1
             } else {

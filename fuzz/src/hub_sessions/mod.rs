@@ -1,5 +1,6 @@
 //! The hub's session state machine driven by arbitrary scripts: up to eight sessions on both
-//! transports (some direct-only) join, chat, send direct messages, leave, break the protocol, are
+//! transports (some direct-only) join, chat, send direct messages, ask for the roster, leave,
+//! break the protocol, are
 //! dropped (a disconnect), kicked and banned, overflow small backlogs, and see the server shut
 //! down, with arbitrary names, texts, recipients and Lamport timestamps. Each session's writer
 //! drains its outbox at its own pace (every step, or every few), so slow consumers happen too.
@@ -14,18 +15,21 @@
 //! - each session's timestamps strictly increase, and none is ahead of the hub clock, which
 //!   never goes back;
 //! - a Lamport time names one event: every observer of a broadcast got the same frame, and a
-//!   private frame (error, direct, welcome) went to one session only. With the previous point
+//!   private frame (error, welcome, roster) went to one session only, and a direct message to
+//!   its recipient and, as its copy, to its sender. With the previous point
 //!   this is "every participant sees the broadcasts in the same order". The shutdown notice is
 //!   the one event that is both: the room's broadcast and, at the same time, the same frame to
 //!   each direct-message-only session;
-//! - broadcasts reach only sessions in the room, direct messages only their recipient, and a
-//!   session's first frame is its own join or its welcome;
+//! - broadcasts reach only sessions that have seen their own join, direct messages only their
+//!   recipient and sender, and a session's first frame is its welcome;
+//! - a roster is in id order, lists its asker, and lists nobody before their join or after
+//!   their leave, under the name they joined with;
 //! - a participant joins at most once and leaves at most once (each observer sees its leave at
 //!   most once, all at one time), never speaks after its leave nor sees its own leave;
 //! - the hub's user list and participant count agree with each other and with the outboxes: a
 //!   session is listed exactly when its outbox has not ended;
 //! - no loss: a participant that ended cleanly (or is still there) received every broadcast
-//!   anyone received between its join and its leave, and one that was cut off has no gap up to
+//!   anyone received between its own join and its leave, and one that was cut off has no gap up to
 //!   its last frame;
 //! - once every handle is dropped, the hub is empty; and nothing panics.
 //!

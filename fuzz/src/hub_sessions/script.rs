@@ -286,6 +286,8 @@ pub(super) enum Input<'a> {
     },
     Leave(Claim<'a>),
     Empty,
+    /// Asks who is online.
+    Roster,
     Invalid {
         reason: Text<'a>,
         recipient: u8,
@@ -308,7 +310,8 @@ impl<'a> Arbitrary<'a> for Input<'a> {
                 recipient: u.arbitrary()?,
             },
             210..=224 => Input::Leave(u.arbitrary()?),
-            225..=234 => Input::Empty,
+            225..=229 => Input::Empty,
+            230..=234 => Input::Roster,
             235..=255 => Input::Invalid {
                 reason: u.arbitrary()?,
                 recipient: u.arbitrary()?,

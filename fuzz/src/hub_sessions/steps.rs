@@ -186,7 +186,8 @@ impl World {
             };
         };
         let recipient = match *input {
-            Input::Broadcast { .. } => 0,
+            // A roster request counts against the bucket like a broadcast.
+            Input::Broadcast { .. } | Input::Roster => 0,
             Input::Direct { recipient, .. } => small_id(recipient).max(1),
             _ => return Prediction::Nothing,
         };
@@ -216,7 +217,7 @@ impl World {
                 (claim(c), text.get())
             }
             Input::Leave(c) => (claim(c), Cow::Borrowed("")),
-            Input::Empty => (String::new(), Cow::Borrowed("")),
+            Input::Empty | Input::Roster => (String::new(), Cow::Borrowed("")),
             Input::Invalid { reason, .. } => (String::new(), reason.get()),
         };
         let event = match input {
@@ -237,6 +238,7 @@ impl World {
                 username: &username,
             },
             Input::Empty => Event::Empty,
+            Input::Roster => Event::Roster,
             Input::Invalid { recipient, .. } => Event::Invalid {
                 reason: &text,
                 recipient: small_id(recipient),

@@ -3,6 +3,8 @@
 
 use super::wire;
 use bytes::{Buf, Bytes, BytesMut};
+use chitty::client::dial::{ALPN_H2, ALPN_HTTP1, Conn, Dialer, Greeting};
+use chitty::client::{ClientTls, ServerAddr};
 use chitty::pb::{self, chat_event, chat_message::Kind};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -11,13 +13,12 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tower::{Service, ServiceExt};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Conn>;
 
 /// Which wire the bench speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -130,6 +131,53 @@ async fn broadcast(
 /// Why a participant could not connect or stopped.
 pub type ConnError = String;
 
+/// Where the participants connect and how (TLS or not), made once per run so that a CA file is
+/// read once; connections are made as the chitty client makes them (`chitty::client::dial`), so
+/// a failure reads the same: TLS on one end only, a certificate for other names, an authority
+/// not trusted.
+#[derive(Clone)]
+pub struct Target {
+    endpoint: tonic::transport::Endpoint,
+    dialer: Dialer,
+    /// `ws://host:port/` or `wss://host:port/`.
+    ws_url: String,
+}
+
+impl Target {
+    /// `target` (host:port), over TLS when `tls` is set, for `transport`.
+    pub fn new(
+        target: &str,
+        tls: Option<ClientTls>,
+        transport: BenchTransport,
+    ) -> Result<Target, ConnError> {
+        let server = ServerAddr {
+            addr: target.to_owned(),
+            tls,
+        };
+        let alpn = match transport {
+            BenchTransport::Grpc => ALPN_H2,
+            BenchTransport::Ws => ALPN_HTTP1,
+        };
+        let (endpoint, dialer) =
+            chitty::client::dialer(&server, alpn).map_err(|e| e.to_string())?;
+        let scheme = if dialer.is_tls() { "wss" } else { "ws" };
+        let ws_url = format!("{scheme}://{}/", dialer.addr());
+        Ok(Target {
+            endpoint,
+            dialer,
+            ws_url,
+        })
+    }
+
+    /// A failure at the first exchange on a connection whose server began with `greeting`: the
+    /// dialer's words when the greeting tells why (a plain client answered in TLS), else `e`.
+    fn explain(&self, greeting: &Greeting, e: String) -> ConnError {
+        self.dialer
+            .explain(greeting)
+            .map_or(e, |why| why.to_string())
+    }
+}
+
 /// Connects one participant. `name` joins the room; without it (WebSocket direct pattern) the
 /// user only receives direct messages.
 /// `stalled` participants get the usual 64 KiB HTTP/2 windows (rather than tonic's large ones)
@@ -137,24 +185,27 @@ pub type ConnError = String;
 /// a stuck ordinary client would.
 pub async fn connect(
     transport: BenchTransport,
-    target: &str,
+    target: &Target,
     name: Option<&str>,
     stalled: bool,
 ) -> Result<(Sender, Receiver), ConnError> {
+    let conn = target.dialer.dial().await.map_err(|e| e.to_string())?;
+    let greeting = conn.greeting();
     match transport {
         BenchTransport::Grpc => {
             let name = name.ok_or("gRPC participants always join with a name")?;
-            let mut endpoint = chitty::client::endpoint(&chitty::client::ServerAddr::plain(target))
-                .map_err(|e| e.to_string())?;
+            let mut endpoint = target.endpoint.clone();
             if stalled {
                 endpoint = endpoint
                     .initial_stream_window_size(Some(65_535))
                     .initial_connection_window_size(Some(65_535));
             }
             let channel = endpoint
-                .connect()
+                .connect_with_connector(target.dialer.connector(conn))
                 .await
-                .map_err(|e| format!("connect {target}: {e}"))?;
+                .map_err(|e| {
+                    target.explain(&greeting, format!("connect {}: {e}", target.dialer.addr()))
+                })?;
             let (tx, rx) = mpsc::channel(256);
             tx.send(wire::grpc_encode(&pb::ChatEvent {
                 timestamp: 0,
@@ -166,7 +217,7 @@ pub async fn connect(
             .map_err(|_| "request stream closed".to_owned())?;
             let body = broadcast(channel, rx)
                 .await
-                .map_err(|s| format!("Broadcast: {s}"))?;
+                .map_err(|s| target.explain(&greeting, format!("Broadcast: {s}")))?;
             Ok((
                 Sender::Grpc(tx, name.to_owned()),
                 Receiver::Grpc(Box::new(GrpcReceiver {
@@ -178,12 +229,12 @@ pub async fn connect(
         }
         BenchTransport::Ws => {
             let url = match name {
-                Some(name) => format!("ws://{target}/?username={name}"),
-                None => format!("ws://{target}/"),
+                Some(name) => format!("{}?username={name}", target.ws_url),
+                None => target.ws_url.clone(),
             };
-            let (ws, _) = tokio_tungstenite::connect_async(&url)
+            let (ws, _) = tokio_tungstenite::client_async(&url, conn)
                 .await
-                .map_err(|e| format!("connect {url}: {e}"))?;
+                .map_err(|e| target.explain(&greeting, format!("connect {url}: {e}")))?;
             let (sink, stream) = ws.split();
             Ok((
                 Sender::Ws(sink),

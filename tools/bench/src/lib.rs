@@ -47,6 +47,14 @@ pub struct BenchArgs {
     /// chittyd's chat port.
     #[arg(long, default_value = "localhost:8080", value_name = "HOST:PORT")]
     pub target: String,
+    /// Connect over TLS (to a chittyd run with --tls-cert), checking its certificate against
+    /// the system's certificate authorities, or --ca.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust this certificate authority (PEM) for the server's certificate, instead of the
+    /// system's (ca.pem from chittyctl tls-cert). Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Which protocol the participants speak.
     #[arg(long, value_enum, default_value_t = BenchTransport::Grpc)]
     pub transport: BenchTransport,
@@ -194,6 +202,10 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
             "{needed} descriptors needed but the open-files limit is {limit} (ulimit -n)"
         )));
     }
+    let tls = (args.tls || args.ca.is_some()).then(|| chitty::client::ClientTls {
+        ca: args.ca.clone(),
+    });
+    let target = conn::Target::new(&args.target, tls, args.transport).map_err(BenchError::Usage)?;
     let base = Instant::now();
     // Distinct per process and per second, so concurrent or back-to-back runs do not collide.
     let run_id = (std::process::id() % 10_000) * 100
@@ -217,7 +229,7 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     let room = args.transport == BenchTransport::Grpc || args.pattern == Pattern::Broadcast;
     for i in 0..total {
         let gate = Arc::clone(&gate);
-        let target = args.target.clone();
+        let target = target.clone();
         let transport = args.transport;
         let clients = args.clients;
         connecting.spawn(async move {

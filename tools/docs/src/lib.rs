@@ -59,7 +59,7 @@ pub const PROGRAMS: &[Program] = &[
 
 /// The date on the man pages: the last change that mattered to a reader. A fixed value keeps the
 /// pages reproducible (a build date would make them drift every day); bump it with the content.
-pub const DATE: &str = "2026-11-22";
+pub const DATE: &str = "2026-12-04";
 
 /// The shells completions are made for, in the layout `packaging/completions/` uses.
 pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
