@@ -6,14 +6,23 @@ use crate::audit::{AuditConfig, DEFAULT_QUEUE};
 use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
 use crate::server::limits::ConnLimits;
+use crate::server::listen::ListenAddr;
 use crate::server::tls::TlsFiles;
 use clap::{Parser, ValueEnum};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where chittyd puts its admin socket, and where chittyctl looks, unless told otherwise.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/chitty/admin.sock";
+
+/// Where chittyd run by hand puts its admin socket when it may not create the default, and
+/// where chittyctl looks next: `$XDG_RUNTIME_DIR/chitty/admin.sock`, the user's own runtime
+/// directory (`None` without one).
+pub fn user_admin_socket() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    dir.is_absolute()
+        .then(|| dir.join("chitty").join("admin.sock"))
+}
 
 /// Where logs (and, under systemd, audit entries) go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,17 +48,22 @@ pub enum LogTarget {
                   SIGTERM or SIGINT: participants are told, and it exits within the shutdown \
                   grace. SIGHUP reopens the audit file (for logrotate).",
     after_help = "Every option can also be set through the environment variable shown with it, \
-                  for example in /etc/default/chitty when run by systemd."
+                  for example in /etc/default/chitty when run by systemd.\n\n\
+                  Exit status: 0 stopped cleanly, 1 a failure that may pass (a port still in use), \
+                  78 a configuration error (a bad option or value, unusable files or paths), which \
+                  chitty.service does not restart on."
 )]
 pub struct DaemonArgs {
-    /// Address and port of the chat port (gRPC).
+    /// Where the chat port (gRPC and WebSocket) listens: PORT or :PORT (every address, IPv4 and
+    /// IPv6), HOST:PORT with a host name (every address it resolves to: localhost:9000 is
+    /// usually 127.0.0.1 and ::1), IPv4:PORT (0.0.0.0:8080) or [IPv6]:PORT ([::1]:8080).
     #[arg(
         long,
         env = "CHITTY_LISTEN",
         default_value = "[::]:8080",
         value_name = "ADDR"
     )]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
 
     /// How long shutdown waits for participants' streams to end before closing them (e.g. 5s).
     #[arg(long, env = "CHITTY_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -134,7 +148,9 @@ pub struct DaemonArgs {
     /// The admin socket (for chittyctl), created mode 0660; "none" serves no admin interface.
     /// A socket left by a crashed chittyd is replaced; one a running chittyd answers on is not.
     /// If the default cannot be created (running by hand without permission for /run/chitty),
-    /// chittyd warns and runs without it; a path given explicitly must work.
+    /// chittyd uses $XDG_RUNTIME_DIR/chitty/admin.sock, where chittyctl looks next, or else
+    /// runs without one; a path given explicitly must work. At exit chittyd removes the socket
+    /// and the directories it created for it.
     #[arg(long, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
 
@@ -184,9 +200,10 @@ pub struct DaemonArgs {
     )]
     pub tls_key: Option<PathBuf>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default); ADDR in the forms of
+    /// --listen, e.g. localhost:9100.
     #[arg(long, env = "CHITTY_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<ListenAddr>,
 
     /// Where logs go.
     #[arg(long, env = "CHITTY_LOG_TARGET", value_enum, default_value_t = LogTarget::Auto)]
@@ -197,6 +214,7 @@ pub struct DaemonArgs {
         long,
         env = "CHITTY_LOG",
         default_value = "info",
+        value_parser = parse_filter,
         value_name = "FILTER"
     )]
     pub log: String,
@@ -222,7 +240,7 @@ impl DaemonArgs {
             None => Some(PathBuf::from("-")),
         };
         ServerConfig {
-            listen: self.listen,
+            listen: self.listen.clone(),
             shutdown_grace: self.shutdown_grace,
             max_frame: self.max_frame,
             hub: HubConfig {
@@ -248,7 +266,12 @@ impl DaemonArgs {
                 None => Some(PathBuf::from(DEFAULT_ADMIN_SOCKET)),
             },
             admin_optional: self.admin_socket.is_none(),
-            metrics_listen: self.metrics_listen,
+            admin_fallback: self
+                .admin_socket
+                .is_none()
+                .then(user_admin_socket)
+                .flatten(),
+            metrics_listen: self.metrics_listen.clone(),
             limits: ConnLimits {
                 max_per_ip: self.max_connections_per_ip,
                 new_per_ip: self.new_connections_per_ip,
@@ -264,6 +287,13 @@ impl DaemonArgs {
             },
         }
     }
+}
+
+/// A log filter tracing understands (a typo is a configuration error, not silently "info").
+fn parse_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a log filter: {e} (e.g. info, debug, chitty=debug)"))
 }
 
 /// A duration that is not zero (a zero timeout would close every connection).
@@ -296,7 +326,7 @@ mod tests {
     #[test]
     fn defaults_match_the_original() {
         let args = DaemonArgs::try_parse_from(["chittyd", "--log-target", "stderr"]).unwrap();
-        assert_eq!(args.listen.port(), 8080);
+        assert_eq!(args.listen, "[::]:8080".parse().unwrap());
         let config = args.server_config();
         assert_eq!(config.audit.file, Some(PathBuf::from("-")));
         assert!(!config.audit.journal);

@@ -17,6 +17,8 @@
 //!   transports (`chat` gRPC, `websocket`), the admin service, the metrics endpoint, and the
 //!   one shutdown sequence.
 //! - [`config`]: chittyd's command line, shared by the daemon and its man page.
+//! - [`exit`]: chittyd's exit statuses: a configuration error (78, not restarted by systemd)
+//!   or another failure (1), and saying which.
 //! - [`client`]: the `chitty` client: connection, its own Lamport clock, line mode and the
 //!   full-screen terminal UI (`client::tui`). It imports nothing from `server` or `hub`: what it
 //!   needs to know (a restart, an id) travels on the wire.
@@ -31,6 +33,7 @@ pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod exit;
 pub mod hub;
 pub mod metric;
 pub mod os;

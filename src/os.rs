@@ -21,6 +21,36 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
+/// Descriptors chittyd keeps for itself beside its participants: listeners, the admin and
+/// metrics sockets, the audit file, the journal, epoll and the runtime's own, with room for
+/// connections that are being set up or refused.
+pub const OWN_DESCRIPTORS: u64 = 64;
+
+/// The open-files limit that `max_participants` participants need.
+pub fn descriptors_needed(max_participants: usize) -> u64 {
+    u64::try_from(max_participants)
+        .unwrap_or(u64::MAX)
+        .saturating_add(OWN_DESCRIPTORS)
+}
+
+/// Whether failing to open, create or bind a path is the configuration's fault, which starting
+/// again will not fix (the path is missing, forbidden, not a file, on a read-only file system),
+/// rather than a passing state (a full disk, no memory, an interrupted call).
+pub fn path_error_is_configuration(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        NotFound
+            | PermissionDenied
+            | IsADirectory
+            | NotADirectory
+            | ReadOnlyFilesystem
+            | InvalidInput
+            | InvalidFilename
+            | AlreadyExists
+    )
+}
+
 /// CPU time (user + system) and resident memory of a process at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcSample {

@@ -41,7 +41,7 @@ pub fn notify_stopping() {
 }
 
 /// Refreshes STATUS= and, when the unit sets `WatchdogSec=`, pings the watchdog at half its
-/// period. Each round takes the hub's lock first, so the pings stop if the hub is stuck (or the
+/// period, or with the refresh (every 5 s) when that is sooner. Each round takes the hub's lock first, so the pings stop if the hub is stuck (or the
 /// runtime is), which is exactly when systemd should restart us.
 pub async fn supervise(hub: Arc<Hub>, stop: CancellationToken) {
     let watchdog = sd_notify::watchdog_enabled();

@@ -1,7 +1,7 @@
 //! chittyctl's command line, in the library so its man page and completions (chitty-docs) come
 //! from the same definition.
 
-use chitty::config::DEFAULT_ADMIN_SOCKET;
+use chitty::config::{DEFAULT_ADMIN_SOCKET, user_admin_socket};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,8 +25,11 @@ use std::time::Duration;
 )]
 pub struct CtlCli {
     /// chittyd's admin socket.
-    #[arg(long, global = true, env = "CHITTY_ADMIN_SOCKET", default_value = DEFAULT_ADMIN_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    ///
+    /// Without it, chittyctl tries /run/chitty/admin.sock (the service's), then
+    /// $XDG_RUNTIME_DIR/chitty/admin.sock (where chittyd run by hand by a user puts it).
+    #[arg(long, global = true, env = "CHITTY_ADMIN_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 
     /// Print JSON with stable field names instead of text for people.
     #[arg(long, global = true)]
@@ -35,6 +38,19 @@ pub struct CtlCli {
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+impl CtlCli {
+    /// The admin sockets to try, in order: the one given, or the service's default and then
+    /// the user's own.
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        match &self.socket {
+            Some(path) => vec![path.clone()],
+            None => std::iter::once(PathBuf::from(DEFAULT_ADMIN_SOCKET))
+                .chain(user_admin_socket())
+                .collect(),
+        }
+    }
 }
 
 /// chittyctl's subcommands.

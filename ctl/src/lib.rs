@@ -64,27 +64,60 @@ impl From<tonic::Status> for CtlError {
     }
 }
 
+/// Why connecting to an admin socket failed, and what to check.
+fn reason(e: &io::Error) -> (String, &'static str) {
+    match e.kind() {
+        io::ErrorKind::NotFound => (
+            "no such socket".to_owned(),
+            "is chittyd running (systemctl status chitty), and is this its --admin-socket?",
+        ),
+        io::ErrorKind::PermissionDenied => (
+            "permission denied".to_owned(),
+            "run as root or as a member of the socket's group (chitty-admin for the packaged \
+             service)",
+        ),
+        io::ErrorKind::ConnectionRefused => (
+            "nobody is listening (a stale socket)".to_owned(),
+            "is chittyd running?",
+        ),
+        _ => (e.to_string(), "is chittyd running?"),
+    }
+}
+
 fn unreachable(path: &Path, e: &io::Error) -> CtlError {
-    let why = match e.kind() {
-        io::ErrorKind::NotFound => {
-            "no such socket; is chittyd running (systemctl status chitty), and is this its \
-             --admin-socket?"
-                .to_owned()
-        }
-        io::ErrorKind::PermissionDenied => {
-            "permission denied; run as root or as a member of the socket's group \
-             (chitty-admin for the packaged service)"
-                .to_owned()
-        }
-        io::ErrorKind::ConnectionRefused => {
-            "nobody is listening (a stale socket); is chittyd running?".to_owned()
-        }
-        _ => format!("{e}; is chittyd running?"),
-    };
+    let (reason, hint) = reason(e);
     CtlError::Unreachable {
         path: path.to_owned(),
-        why,
+        why: format!("{reason}; {hint}"),
     }
+}
+
+/// Connects to the first of `paths` that answers. When none does, the error names each with
+/// its reason, and the first one's hint (the service's socket comes first).
+pub async fn connect_any(paths: &[PathBuf]) -> Result<AdminClient<Channel>, CtlError> {
+    let mut failed = Vec::new();
+    for path in paths {
+        match tokio::net::UnixStream::connect(path).await {
+            Ok(probe) => {
+                drop(probe);
+                return connect(path).await;
+            }
+            Err(e) => failed.push((path, e)),
+        }
+    }
+    let Some(((first, e), others)) = failed.split_first() else {
+        return Err(CtlError::Failed("no admin socket to try".into()));
+    };
+    let (reason1, hint) = reason(e);
+    let mut why = reason1;
+    for (path, e) in others {
+        why.push_str(&format!(", nor at {}: {}", path.display(), reason(e).0));
+    }
+    why.push_str(&format!("; {hint}"));
+    Err(CtlError::Unreachable {
+        path: first.to_path_buf(),
+        why,
+    })
 }
 
 /// Connects to the admin socket, telling apart the reasons it may fail.
@@ -122,6 +155,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 path: PathBuf::from(&args.target),
                 why: m,
             },
+            bench::BenchError::Refused(m) => CtlError::Failed(m),
             e => CtlError::Failed(e.to_string()),
         });
     }
@@ -133,7 +167,7 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 e => CtlError::Failed(e.to_string()),
             });
     }
-    let mut admin = connect(&cli.socket).await?;
+    let mut admin = connect_any(&cli.sockets()).await?;
     let written = match &cli.command {
         CtlCommand::Users => {
             let users = admin
@@ -162,7 +196,13 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
                 })
                 .await?
                 .into_inner();
-            let id = reply.user.map_or(0, |u| u.id);
+            let id = reply.user.as_ref().map_or(0, |u| u.id);
+            // By name or by #ID, the text names the participant once: `bob (#2)`, or
+            // `#3 (not joined)` for a connection that never picked a name.
+            let who = match reply.user.as_ref().map(|u| u.username.as_str()) {
+                Some(username) if !username.is_empty() => format!("{username} (#{id})"),
+                _ => format!("#{id} (not joined)"),
+            };
             let ban_seconds = ban.map_or(0, |d| d.as_secs().max(1));
             if cli.json {
                 writeln!(
@@ -173,11 +213,11 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
             } else if ban_seconds > 0 {
                 writeln!(
                     out,
-                    "kicked {name} (#{id}); banned for {}",
+                    "kicked {who}; banned for {}",
                     human(Duration::from_secs(ban_seconds))
                 )
             } else {
-                writeln!(out, "kicked {name} (#{id})")
+                writeln!(out, "kicked {who}")
             }
         }
         CtlCommand::Clock => {

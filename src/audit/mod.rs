@@ -72,6 +72,17 @@ pub enum AuditError {
     Thread(io::Error),
 }
 
+impl AuditError {
+    /// Whether the configuration is at fault (see [`crate::exit`]): a file that cannot be
+    /// opened for a reason starting again will not fix.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            AuditError::Open { source, .. } => crate::os::path_error_is_configuration(source),
+            AuditError::Thread(_) => false,
+        }
+    }
+}
+
 /// The hub's handle: enqueue without waiting.
 #[derive(Debug)]
 pub struct Auditor {

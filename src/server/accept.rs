@@ -3,12 +3,13 @@
 
 use super::connection::Edge;
 use super::limits::{self, Backoff, Gate};
+use super::listen::Listeners;
 use super::stats::EdgeStats;
 use crate::throttle::Throttle;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// owns them all: a connection, gRPC or WebSocket, is one task from accept to close, holding its
 /// per-address slot throughout. Finished tasks are reaped as the loop goes.
 pub(super) async fn accept_until(
-    listener: &TcpListener,
+    listener: &mut Listeners,
     edge: &Arc<Edge>,
     gate: &Arc<Gate>,
     shutdown: &CancellationToken,
@@ -96,6 +97,9 @@ pub(super) async fn accept_until(
                         continue;
                     }
                 };
+                // An IPv4 client of a dual-stack `[::]` socket arrives as ::ffff:a.b.c.d: it is
+                // a.b.c.d everywhere from here on (per-address limits, users list, audit, logs).
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 let failed = backoff.succeed();
                 if failed > 0 {
                     tracing::info!("accepting connections again after {failed} failed accepts");

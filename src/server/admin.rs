@@ -1,4 +1,5 @@
-//! The admin gRPC service (`chitty_admin.Admin`), served only on a Unix domain socket.
+//! The admin gRPC service (`chitty_admin.Admin`), served only on a Unix domain socket
+//! ([`super::admin_socket`]).
 //!
 //! The socket is the security boundary: it is created 0660, so only its owner and group (root and
 //! the admin group under the packaged unit) can connect, and every call is audited with the
@@ -8,91 +9,10 @@ use super::stats::{EdgeStats, snapshot};
 use crate::hub::{Hub, Target, UserInfo, rules};
 use crate::metric::Kind;
 use crate::pb::admin::{self as pb, admin_server::Admin};
-use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use thiserror::Error;
-use tokio::net::UnixListener;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
-
-/// Why the admin socket could not be set up.
-#[derive(Debug, Error)]
-pub enum AdminError {
-    /// Another chittyd answers on the socket.
-    #[error("admin socket {0} is in use by a running chittyd; not taking it over")]
-    InUse(PathBuf),
-    /// Whether a chittyd answers on the socket cannot be told: connecting failed for a reason
-    /// other than "nobody listens" (most often permissions, when started as another user), so
-    /// the socket may be live and is not touched.
-    #[error(
-        "cannot tell whether admin socket {path} is in use: connecting to it failed ({source}); \
-         leaving it alone: run chittyd as a user who may use it, or pass another --admin-socket"
-    )]
-    Unverifiable {
-        /// The socket path.
-        path: PathBuf,
-        /// Why connecting failed.
-        source: io::Error,
-    },
-    /// Something other than a socket is at the path.
-    #[error("{0} exists and is not a socket; refusing to replace it")]
-    NotASocket(PathBuf),
-    /// Creating, binding or setting its mode failed.
-    #[error("cannot create admin socket {path}: {source}")]
-    Io {
-        /// The socket path.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-}
-
-/// Binds the admin socket at `path`, mode 0660. A stale socket left by a crash is replaced; one
-/// that a live chittyd answers on is not, and neither is one we cannot connect to for any
-/// other reason: only ECONNREFUSED proves that nobody listens.
-pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
-    let io_err = |source| AdminError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(AdminError::NotASocket(path.to_owned()));
-        }
-        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Err(AdminError::InUse(path.to_owned())),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!("replacing stale admin socket {}", path.display());
-                match std::fs::remove_file(path) {
-                    // Gone meanwhile: nothing to replace.
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
-                    _ => {}
-                }
-            }
-            // Removed between the look and the connect.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(AdminError::Unverifiable {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-    }
-    // Bound with the process umask (which at worst leaves out group write), then opened to the
-    // group: nobody else can ever connect.
-    let listener = UnixListener::bind(path).map_err(io_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
-    Ok(listener)
-}
 
 /// The admin service.
 pub struct AdminService {

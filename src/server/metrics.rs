@@ -1,12 +1,13 @@
 //! The Prometheus endpoint (`--metrics-listen`): every figure of the [`Snapshot`] in the text
 //! exposition format, each named `chitty_` + its snapshot name.
 
+use super::listen::Listeners;
 use super::stats::{EdgeStats, snapshot};
 use crate::hub::Hub;
 use crate::metric::{Kind, Snapshot};
 use std::fmt::Write as _;
+use std::future::IntoFuture;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The whole exposition.
@@ -50,9 +51,9 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-/// Serves `GET /metrics` until `stop` fires.
+/// Serves `GET /metrics` on every socket of `listeners` until `stop` fires.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
     stop: CancellationToken,
@@ -73,10 +74,17 @@ pub async fn serve(
             }
         }),
     );
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::error!("metrics endpoint failed: {e}");
+    for addr in listeners.local_addrs() {
+        tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    }
+    let each = listeners.into_inner().into_iter().map(|listener| {
+        axum::serve(listener, app.clone())
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future()
+    });
+    for ended in futures_util::future::join_all(each).await {
+        if let Err(e) = ended {
+            tracing::error!("metrics endpoint failed: {e}");
+        }
     }
 }

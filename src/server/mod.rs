@@ -12,9 +12,11 @@
 
 mod accept;
 pub mod admin;
+pub mod admin_socket;
 pub mod chat;
 mod connection;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod stats;
 mod tasks;
@@ -26,8 +28,10 @@ pub use connection::ConnInfo;
 use crate::audit::{self, AuditConfig, AuditError};
 use crate::hub::{Hub, HubConfig};
 use crate::systemd;
+use admin_socket::{AdminError, AdminSocket};
 use connection::Edge;
 use limits::{ConnLimits, Gate};
+use listen::{ListenAddr, ListenError, Listeners};
 use stats::EdgeStats;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +40,6 @@ use std::time::Duration;
 use tasks::Tasks;
 use thiserror::Error;
 use tls::{TlsError, TlsFiles};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -49,8 +52,8 @@ pub const SHUTDOWN_NOTICE: &str = "Chitty-Chat server is shutting down";
 /// Everything `Server::bind` needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Address of the chat port.
-    pub listen: SocketAddr,
+    /// Address of the chat port (every address a host name resolves to).
+    pub listen: ListenAddr,
     /// How long shutdown waits for participants' streams to finish before closing them.
     pub shutdown_grace: Duration,
     /// Largest frame accepted from a client, in bytes.
@@ -64,8 +67,11 @@ pub struct ServerConfig {
     /// Whether failing to create the admin socket only warns (the built-in default path, which
     /// a user running chittyd by hand may not be allowed to create) instead of failing.
     pub admin_optional: bool,
+    /// Where the admin socket goes when the optional default cannot be used: the user's own
+    /// runtime directory (`$XDG_RUNTIME_DIR/chitty/admin.sock`), where chittyctl looks next.
+    pub admin_fallback: Option<PathBuf>,
     /// Address of the Prometheus endpoint; `None` (the default) serves none.
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<ListenAddr>,
     /// Per-address limits on new and open connections, applied at accept.
     pub limits: ConnLimits,
     /// How long a new connection has to finish its TLS handshake and send its first request
@@ -78,13 +84,14 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
             shutdown_grace: Duration::from_secs(5),
             max_frame: 4096,
             hub: HubConfig::default(),
             audit: AuditConfig::default(),
             admin_socket: None,
             admin_optional: false,
+            admin_fallback: None,
             metrics_listen: None,
             limits: ConnLimits::default(),
             handshake_timeout: Duration::from_secs(10),
@@ -97,27 +104,17 @@ impl Default for ServerConfig {
 #[derive(Debug, Error)]
 pub enum ServerError {
     /// The chat port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The audit trail could not be opened.
     #[error(transparent)]
     Audit(#[from] AuditError),
     /// The admin socket could not be set up.
     #[error(transparent)]
-    Admin(#[from] admin::AdminError),
+    Admin(#[from] AdminError),
     /// The metrics port could not be bound.
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error("metrics endpoint: {0}")]
+    Metrics(ListenError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -131,12 +128,29 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// Whether the configuration is at fault, so that starting again is pointless until it is
+    /// fixed (see [`crate::exit`]): a value that cannot work (a name that does not resolve, a
+    /// port that needs privileges, TLS files that cannot be used, a path chittyd may not
+    /// create). A port still held by a stopping process or an address the network has not
+    /// configured yet may pass, and so may anything else.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            ServerError::Listen(e) | ServerError::Metrics(e) => e.is_configuration(),
+            ServerError::Audit(e) => e.is_configuration(),
+            ServerError::Admin(e) => e.is_configuration(),
+            ServerError::Tls(_) => true,
+            ServerError::Signal { .. } => false,
+        }
+    }
+}
+
 /// A bound, not yet serving chittyd.
 pub struct Server {
     config: ServerConfig,
-    listener: TcpListener,
-    admin: Option<(UnixListener, PathBuf)>,
-    metrics: Option<TcpListener>,
+    listener: Listeners,
+    admin: Option<AdminSocket>,
+    metrics: Option<Listeners>,
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
     audit_writer: Option<audit::AuditWriter>,
@@ -156,6 +170,18 @@ impl Server {
         let open_files = match crate::os::raise_open_files_limit() {
             Ok(n) => {
                 tracing::info!("open-files limit: {n}");
+                let max = config.hub.max_participants;
+                let needed = crate::os::descriptors_needed(max);
+                if n < needed {
+                    tracing::warn!(
+                        "the open-files limit {n} is below the {needed} descriptors that \
+                         --max-participants {max} needs (one per participant, plus {} for \
+                         chittyd's own): connections will be refused before the room is full; \
+                         raise the limit (LimitNOFILE= in the unit, ulimit -n by hand) or lower \
+                         --max-participants",
+                        crate::os::OWN_DESCRIPTORS
+                    );
+                }
                 Some(n)
             }
             Err(e) => {
@@ -165,31 +191,18 @@ impl Server {
         };
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let (auditor, audit_writer) = audit::open(&config.audit)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = Listeners::bind(&config.listen).await?;
         let admin = match &config.admin_socket {
             None => None,
-            Some(path) => match admin::bind(path) {
-                Ok(l) => Some((l, path.clone())),
-                Err(e) if config.admin_optional => {
-                    tracing::warn!("{e}; serving without the admin interface (see --admin-socket)");
-                    None
-                }
+            Some(path) => match admin_socket::bind(path) {
+                Ok(socket) => Some(socket),
+                Err(e) if config.admin_optional => optional_admin(e, &config.admin_fallback),
                 Err(e) => return Err(e.into()),
             },
         };
-        let metrics = match config.metrics_listen {
+        let metrics = match &config.metrics_listen {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Metrics { addr, source })?,
-            ),
+            Some(addr) => Some(Listeners::bind(addr).await.map_err(ServerError::Metrics)?),
         };
         let hub = Hub::new(config.hub.clone(), auditor);
         Ok(Server {
@@ -206,19 +219,27 @@ impl Server {
         })
     }
 
-    /// The bound chat address (useful with port 0).
+    /// The bound chat address (useful with port 0); the first one, when a host name stands
+    /// for several.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.local_addrs()[0]
+    }
+
+    /// Every bound chat address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listener.local_addrs()
     }
 
     /// The admin socket's path, if one is served.
     pub fn admin_socket(&self) -> Option<&std::path::Path> {
-        self.admin.as_ref().map(|(_, p)| p.as_path())
+        self.admin.as_ref().map(AdminSocket::path)
     }
 
-    /// The bound metrics address, if any.
+    /// The bound metrics address, if any (the first one, when a host name stands for several).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics
+            .as_ref()
+            .and_then(|l| l.local_addrs().first().copied())
     }
 
     /// The hub, for callers that embed the server.
@@ -231,8 +252,10 @@ impl Server {
         &self.edge
     }
 
-    /// Makes SIGTERM and SIGINT cancel `stop` (a graceful shutdown) and SIGHUP reopen the audit
-    /// file, from a task the server owns.
+    /// Makes SIGTERM and SIGINT cancel `stop` (a graceful shutdown) and SIGHUP (logrotate,
+    /// `systemctl reload`) reopen the audit file, from a task the server owns. Nothing else is
+    /// reloaded: every other option comes from the command line or the environment, which a
+    /// running process cannot read again.
     pub fn handle_signals(&mut self, stop: CancellationToken) -> Result<(), ServerError> {
         use tokio::signal::unix::{SignalKind, signal};
         let install = |kind: SignalKind, name: &'static str| {
@@ -251,7 +274,19 @@ impl Server {
                     () = stop.cancelled() => return,
                     _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                    _ = hup.recv() => if let Some(reopen) = &reopen { reopen.notify_one() },
+                    _ = hup.recv() => match &reopen {
+                        Some(reopen) => {
+                            tracing::info!(
+                                "SIGHUP: reopening the audit file (other options take effect \
+                                 on a restart)"
+                            );
+                            reopen.notify_one();
+                        }
+                        None => tracing::info!(
+                            "SIGHUP: no audit file to reopen (other options take effect on a \
+                             restart)"
+                        ),
+                    },
                 }
             }
             stop.cancel();
@@ -265,7 +300,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let Server {
             config,
-            listener,
+            mut listener,
             admin,
             metrics,
             hub,
@@ -277,12 +312,9 @@ impl Server {
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
-        if let Some((listener, path)) = admin {
+        if let Some(socket) = admin {
             let service = admin::AdminService::new(Arc::clone(&hub), Arc::clone(&edge));
-            tasks.spawn(
-                "admin",
-                serve_admin(listener, path, service, shutdown.clone()),
-            );
+            tasks.spawn("admin", serve_admin(socket, service, shutdown.clone()));
         }
         if let Some(listener) = metrics {
             let serve = metrics::serve(
@@ -301,14 +333,12 @@ impl Server {
         let (health, router) = routes(&hub, config.max_frame).await;
         let edge_conn = Edge::new(router, &config, tls, Arc::clone(&edge), Arc::clone(&hub));
         let gate = Gate::new(config.limits, Arc::clone(&edge));
-        let listening = listener
-            .local_addr()
-            .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        let listening = listener.describe();
         let scheme = if edge_conn.tls() { " (TLS)" } else { "" };
         tracing::info!("chittyd listening on {listening}{scheme}");
         systemd::notify_ready(&hub, &listening);
         let connections =
-            accept::accept_until(&listener, &edge_conn, &gate, &shutdown, open_files).await;
+            accept::accept_until(&mut listener, &edge_conn, &gate, &shutdown, open_files).await;
         drop(listener);
         Stopping {
             hub,
@@ -371,7 +401,8 @@ impl Stopping {
                 .await;
         }
         let ended = self.hub.shutdown(SHUTDOWN_NOTICE);
-        tracing::info!("shutting down: ended {ended} sessions");
+        let sessions = if ended == 1 { "session" } else { "sessions" };
+        tracing::info!("shutting down: ended {ended} {sessions}");
         let deadline = tokio::time::Instant::now() + self.grace;
         let drained = tokio::time::timeout_at(deadline, async {
             while self.connections.join_next().await.is_some() {}
@@ -394,16 +425,38 @@ impl Stopping {
     }
 }
 
-/// Serves the admin service on its socket until `stop`, then removes the socket file.
+/// The optional default admin socket could not be created (chittyd run by hand, without
+/// permission for /run/chitty): the user's runtime directory, if there is one, else none.
+fn optional_admin(e: AdminError, fallback: &Option<PathBuf>) -> Option<AdminSocket> {
+    let Some(path) = fallback else {
+        tracing::warn!("{e}; serving without the admin interface (see --admin-socket)");
+        return None;
+    };
+    match admin_socket::bind(path) {
+        Ok(socket) => {
+            tracing::info!("{e}; using {} instead", path.display());
+            Some(socket)
+        }
+        Err(e2) => {
+            tracing::warn!("{e}; {e2}; serving without the admin interface (see --admin-socket)");
+            None
+        }
+    }
+}
+
+/// Serves the admin service on its socket until `stop`, then removes the socket file (and the
+/// directories created for it) by dropping it.
 async fn serve_admin(
-    listener: UnixListener,
-    path: PathBuf,
+    mut socket: AdminSocket,
     service: admin::AdminService,
     stop: CancellationToken,
 ) {
+    let Some(listener) = socket.take_listener() else {
+        return;
+    };
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let service = crate::pb::admin::admin_server::AdminServer::new(service);
-    tracing::info!("admin interface on {}", path.display());
+    tracing::info!("admin interface on {}", socket.path().display());
     if let Err(e) = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop.cancelled())
@@ -411,9 +464,7 @@ async fn serve_admin(
     {
         tracing::error!("admin interface failed: {e}");
     }
-    if let Err(e) = std::fs::remove_file(&path) {
-        tracing::warn!("removing admin socket {}: {e}", path.display());
-    }
+    drop(socket);
 }
 
 /// Server reflection (v1 and v1alpha), so grpcurl and friends work without our proto files.

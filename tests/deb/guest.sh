@@ -235,6 +235,48 @@ equal "reopened audit.log" "$(stat -c '%a %U %G' /var/log/chitty/audit.log)" "64
 equal "still active" "$(systemctl is-active chitty)" active
 equal "no restarts by systemd" "$(prop NRestarts)" 0
 
+## systemctl reload: SIGHUP through ExecReload=, the audit file is reopened, nothing restarts
+pid=$(prop MainPID)
+mv /var/log/chitty/audit.log /var/log/chitty/audit.reloaded
+systemctl reload chitty
+equal "systemctl reload chitty exits 0" "$?" 0
+check "journal: the reload reopens the audit file" \
+    bash -c 'for _ in $(seq 50); do journalctl -u chitty -o cat | grep -q "SIGHUP: reopening the audit file" && exit 0; sleep 0.1; done; exit 1'
+check "a new audit.log after the reload" \
+    bash -c 'for _ in $(seq 50); do [ -f /var/log/chitty/audit.log ] && exit 0; sleep 0.1; done; exit 1'
+echo "after the reload" | chitty chat -u frank -H 127.0.0.1:9090 --no-log >/tmp/frank.out 2>&1
+equal "a client chats after the reload, exit 0" "$?" 0
+check "frank's join is in the new audit file, not the moved one" bash -c '
+    grep -q "\"event\":\"join\".*\"user\":\"frank\"" /var/log/chitty/audit.log &&
+    ! grep -q "\"user\":\"frank\"" /var/log/chitty/audit.reloaded'
+equal "reload keeps the process (pid $pid)" "$(prop MainPID)" "$pid"
+rm -f /var/log/chitty/audit.reloaded
+
+## A configuration error stops the unit instead of a restart loop
+cp /etc/default/chitty /tmp/default.good
+echo "CHITTY_MAX_PARTICIPANTS=lots" >>/etc/default/chitty
+systemctl restart chitty 2>/dev/null
+check "systemctl restart with a bad value fails" test $? != 0
+# RestartSec=2s: a unit that restarted on failure would have done so twice by now.
+sleep 5
+equal "ActiveState after a configuration error" "$(prop ActiveState)" failed
+equal "Result after a configuration error" "$(prop Result)" exit-code
+equal "ExecMainStatus (78, EX_CONFIG)" "$(prop ExecMainStatus)" 78
+equal "NRestarts after a configuration error" "$(prop NRestarts)" 0
+# By identifier too: a line written just before the exit may lose _SYSTEMD_UNIT.
+check "journal names the variable and says it does not restart" bash -c '
+    for _ in $(seq 50); do
+        { journalctl -u chitty -o cat --no-pager; journalctl SYSLOG_IDENTIFIER=chittyd -o cat --no-pager; } >out/journal-config-error.txt
+        grep "configuration error: " out/journal-config-error.txt | grep "CHITTY_MAX_PARTICIPANTS" |
+            grep -q "not restarting until the configuration is fixed" && exit 0
+        sleep 0.1
+    done
+    exit 1'
+cp /tmp/default.good /etc/default/chitty
+systemctl reset-failed chitty
+systemctl start chitty
+equal "active again once the configuration is fixed" "$(systemctl is-active chitty)" active
+
 ## An upgrade (the same version again) restarts the service
 pid=$(prop MainPID)
 dpkg -i "$deb" >out/dpkg-reinstall.log 2>&1

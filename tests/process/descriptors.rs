@@ -99,3 +99,37 @@ async fn out_of_descriptors_it_backs_off_keeps_serving_and_recovers() {
     drop((alice, bob, carol));
     chittyd.stop().await;
 }
+
+#[tokio::test]
+async fn a_limit_below_what_max_participants_needs_is_warned_about_at_start() {
+    let short = DaemonCommand::wrapped(CHITTYD, &["prlimit", "--nofile=200:200"])
+        .args(["--max-participants", "1000"])
+        .start()
+        .await;
+    let warning = short
+        .until_log("below the 1064 descriptors that --max-participants 1000 needs")
+        .await;
+    assert!(warning.contains("open-files limit 200"), "{warning}");
+    assert!(warning.contains("LimitNOFILE="), "{warning}");
+    short.stop().await;
+
+    let enough = DaemonCommand::wrapped(CHITTYD, &["prlimit", "--nofile=200:200"])
+        .args(["--max-participants", "100"])
+        .start()
+        .await;
+    // The limit line comes before "listening on", which start() waited for.
+    assert!(
+        enough
+            .log()
+            .iter()
+            .any(|l| l.contains("open-files limit: 200")),
+        "{:?}",
+        enough.log()
+    );
+    assert!(
+        !enough.log().iter().any(|l| l.contains("descriptors that")),
+        "{:?}",
+        enough.log()
+    );
+    enough.stop().await;
+}

@@ -1,13 +1,15 @@
-//! chittyd and chitty as processes, and what only a process has: signals and exit codes, the
+//! chittyd and chitty as processes, and what only a process has: signals and exit statuses, the
 //! audit file across SIGTERM and SIGHUP and on a disk that fills up (a small tmpfs the test
 //! mounts), sd_notify and journald on sockets the test owns, the admin socket against a second
 //! chittyd started as another user, an open-files limit that runs out, the `chitty` client's
-//! line mode, reconnects and exit codes, and TLS from certificate files.
+//! line mode, reconnects and exit codes, TLS from certificate files, and every form of --listen.
 
 mod admin_socket;
 mod cli;
 mod descriptors;
+mod exit_status;
 mod full_disk;
+mod listen;
 mod signals;
 mod systemd;
 mod tls;
@@ -28,15 +30,4 @@ fn chitty(args: &[&str]) -> Child {
     process::spawn(env!("CARGO_BIN_EXE_chitty"), args)
 }
 
-/// Whether this test may run: true as root; otherwise it fails, unless CHITTY_SKIP_ROOT_TESTS=1
-/// asks to skip what only root can set up (CI runs as root).
-fn root_or_skip(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CHITTY_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped (CHITTY_SKIP_ROOT_TESTS=1): {what} needs root");
-        return false;
-    }
-    panic!("{what} needs root; run the tests as root, or set CHITTY_SKIP_ROOT_TESTS=1 to skip it");
-}
+use chitty_testkit::process::root_or_skip;

@@ -11,7 +11,7 @@ async fn every_record_is_written_before_exit_on_sigterm() {
     const MESSAGES: usize = 500;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
-    let daemon = chittyd()
+    let mut daemon = chittyd()
         .args(["--audit-log", log.to_str().unwrap()])
         .start()
         .await;
@@ -24,7 +24,14 @@ async fn every_record_is_written_before_exit_on_sigterm() {
     alice
         .until(|m| m.message == format!("message {}", MESSAGES - 1))
         .await;
-    daemon.stop().await;
+    daemon.signal("TERM");
+    let ended = daemon.until_log("shutting down: ended").await;
+    assert!(ended.ends_with("ended 1 session"), "{ended}");
+    let status = tokio::time::timeout(PATIENCE, daemon.child.wait())
+        .await
+        .expect("chittyd did not stop on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
 
     let records = records(&log);
     let count = |event: &str| records.iter().filter(|r| r["event"] == event).count();

@@ -77,7 +77,10 @@ async fn kick_ends_the_stream_announces_audits_and_bans() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("kicked bob"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout,
+        format!("kicked bob (#{}); banned for 2s\n", bob.id)
+    );
     let status = bob.expect_status().await;
     assert_eq!(status.code(), Code::Aborted);
     assert!(status.message().contains("spamming"), "{status:?}");
@@ -229,6 +232,7 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, format!("kicked #{anon_id} (not joined)\n"));
     let frame = anon.closed().await;
     assert!(
         frame.1.contains("removed by an operator: bye"),
@@ -241,4 +245,140 @@ async fn websocket_users_are_listed_and_kicked_with_a_close_frame() {
     // client's end, as long as the server gives it.
     drop((carol, anon));
     server.shutdown().await;
+}
+
+/// Runs the real chittyctl without --socket, in a mount namespace of its own whose /run is
+/// empty but for `default_dir` mounted at /run/chitty (when given), with `XDG_RUNTIME_DIR`.
+async fn chittyctl_by_default(
+    default_dir: Option<&std::path::Path>,
+    runtime_dir: &std::path::Path,
+    args: &[&str],
+) -> crate::Ctl {
+    let script = r#"mount -t tmpfs -o mode=755 tmpfs /run &&
+        if [ -n "$0" ]; then mkdir /run/chitty && mount --bind "$0" /run/chitty; fi &&
+        exec "$@""#;
+    let out = tokio::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(default_dir.map_or_else(Default::default, |d| d.as_os_str().to_owned()))
+        .arg(crate::CHITTYCTL)
+        .args(args)
+        .env_remove("CHITTY_ADMIN_SOCKET")
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .output()
+        .await
+        .expect("unshare (util-linux)");
+    crate::Ctl {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn without_socket_chittyctl_tries_the_service_then_the_users_runtime_dir() {
+    if !chitty_testkit::process::root_or_skip("a private /run in a mount namespace") {
+        return;
+    }
+    // The service's socket (alice is there) and a user's own chittyd's (bob is there).
+    let service_dir = tempfile::tempdir().unwrap();
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let service = start(ServerConfig {
+        admin_socket: Some(service_dir.path().join("admin.sock")),
+        ..config()
+    })
+    .await;
+    let user = start(ServerConfig {
+        admin_socket: Some(runtime_dir.path().join("chitty/admin.sock")),
+        ..config()
+    })
+    .await;
+    let _alice = service.join("alice").await;
+    let _bob = user.join("bob").await;
+
+    let both = chittyctl_by_default(Some(service_dir.path()), runtime_dir.path(), &["users"]).await;
+    assert_eq!(both.code, 0, "{}", both.stderr);
+    assert!(
+        both.stdout.contains("alice"),
+        "the default comes first: {}",
+        both.stdout
+    );
+
+    let user_only = chittyctl_by_default(None, runtime_dir.path(), &["users"]).await;
+    assert_eq!(user_only.code, 0, "{}", user_only.stderr);
+    assert!(
+        user_only.stdout.contains("bob"),
+        "then the user's: {}",
+        user_only.stdout
+    );
+
+    let nobody = tempfile::tempdir().unwrap();
+    let none = chittyctl_by_default(None, nobody.path(), &["users"]).await;
+    assert_eq!(none.code, 3);
+    let runtime_socket = nobody.path().join("chitty/admin.sock");
+    assert!(
+        none.stderr
+            .contains("cannot reach chittyd at /run/chitty/admin.sock: no such socket, nor at")
+            && none.stderr.contains(runtime_socket.to_str().unwrap()),
+        "names both: {}",
+        none.stderr
+    );
+    service.shutdown().await;
+    user.shutdown().await;
+    assert!(
+        !runtime_dir.path().join("chitty").exists(),
+        "removed with its socket"
+    );
+}
+
+#[tokio::test]
+async fn ipv4_peers_of_a_dual_stack_socket_are_shown_as_ipv4() {
+    // On `[::]` an IPv4 client arrives as ::ffff:127.0.0.1; it is 127.0.0.1 in the users list
+    // and the audit trail.
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let server = chitty_testkit::start_at(
+        "[::]:0".parse().unwrap(),
+        ServerConfig {
+            admin_socket: Some(dir.path().join("admin.sock")),
+            audit: chitty::audit::AuditConfig {
+                file: Some(audit.clone()),
+                ..Default::default()
+            },
+            ..config()
+        },
+    )
+    .await;
+    let socket = server.admin.clone().unwrap();
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let mut alice = chitty_testkit::Raw::open(&format!("http://{v4}")).await;
+    alice.send_join("alice").await;
+    alice.until_joined("alice").await;
+    let carol = chitty_testkit::WsUser::connect(v4, "?username=carol").await;
+    alice.until_joined("carol").await;
+
+    let users = json(&chittyctl(&socket, &["users", "--json"]).await);
+    let peers: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers.len(), 2);
+    assert!(
+        peers.iter().all(|p| p.starts_with("127.0.0.1:")),
+        "{peers:?}"
+    );
+    drop((alice, carol));
+    server.shutdown().await;
+    let records = chitty_testkit::audit::records(&audit);
+    let joins: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "join")
+        .map(|r| r["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(joins.len(), 2, "{records:?}");
+    assert!(
+        joins.iter().all(|p| p.starts_with("127.0.0.1:")),
+        "{joins:?}"
+    );
 }

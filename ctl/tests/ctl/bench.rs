@@ -140,6 +140,37 @@ async fn an_unreachable_target_is_an_error_not_a_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_defaults_work_against_a_chittyd_with_its_default_limits() {
+    // 100 participants, more than the 64 new connections per second chittyd accepts from one
+    // address: the default pace keeps below it.
+    let server = start(chitty::server::ServerConfig::default()).await;
+    assert_eq!(
+        chitty::server::limits::ConnLimits::default().new_per_ip,
+        64,
+        "the limit the default pace is below"
+    );
+    let (code, r, err) = bench(&server, "--duration 1s --rate 5").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r["clients"], 100, "{r:#}");
+    assert_clean(&r, true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_are_blamed_on_the_per_address_limits() {
+    let mut config = config();
+    config.limits.new_per_ip = 10;
+    let server = start(config).await;
+    let (code, _, err) = bench(&server, "--clients 40 --connect-rate 0 --duration 1s").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("participants could not connect"), "{err}");
+    assert!(
+        err.contains("--new-connections-per-ip") && err.contains("--connect-rate"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_with_the_ca_tls_cert_wrote_and_told_when_only_one_end_speaks_tls() {
     let dir = tempfile::tempdir().unwrap();
     let made = tokio::process::Command::new(CHITTYCTL)

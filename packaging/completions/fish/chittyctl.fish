@@ -38,21 +38,21 @@ complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "tls-cert" -d 'W
 complete -c chittyctl -n "__fish_chittyctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l reason -d 'Why (shown to the participant and everyone else, and audited)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l ban -d 'Keep the name from rejoining for this long (e.g. 10m, 1h30m)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand clock" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand announce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l target -d 'chittyd\'s chat port' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l ca -d 'Trust this certificate authority (PEM) for the server\'s certificate, instead of the system\'s (ca.pem from chittyctl tls-cert). Implies --tls' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l transport -d 'Which protocol the participants speak' -r -f -a "grpc\t'The gRPC Broadcast stream'
@@ -66,6 +66,7 @@ complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l duration -
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l size -d 'Message size in bytes (32 to 128; the send time is inside)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l stall -d 'Extra participants that join and then never read (slow-consumer isolation)' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l connect-concurrency -d 'Connections opened at once while connecting' -r
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l connect-rate -d 'New connections per second while connecting; 0 opens them as fast as it can. The default stays below what chittyd accepts from one address (64 new connections per second, 256 open ones: its --new-connections-per-ip and --max-connections-per-ip); raise those on the server before raising this, or --clients beyond 256' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l server-pid -d 'chittyd\'s process id, to report its CPU per delivery and memory per connection' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l window -d 'Messages each sender may have in flight (sent but not yet delivered everywhere). With --rate 0 this is what "as fast as the server takes" means: a closed loop as deep as the server accepts without cutting anyone off. By default every receiver\'s share of the messages in flight is half of chittyd\'s default backlog (2048 of 4096): 2048 / S per sender for broadcasts, 2048 x receivers / S for direct messages' -r
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand bench" -l drain-timeout -d 'After the senders stop, how long to wait for the last deliveries' -r
@@ -79,7 +80,7 @@ complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -l days -d
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -l socket -d 'chittyd\'s admin socket' -r -F
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -l force -d 'Replace ca.pem, cert.pem and key.pem where they exist (clients then need the new ca.pem)'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -l json -d 'Print JSON with stable field names instead of text for people'
-complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -s h -l help -d 'Print help'
+complete -c chittyctl -n "__fish_chittyctl_using_subcommand tls-cert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench tls-cert help" -f -a "users" -d 'List every connected participant: id, name, transport, address, since when, Lamport time of its join, messages sent and received, backlog, idle time'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench tls-cert help" -f -a "kick" -d 'Remove a participant: its stream ends with the reason, everyone sees it leave, and the audit trail records who did it'
 complete -c chittyctl -n "__fish_chittyctl_using_subcommand help; and not __fish_seen_subcommand_from users kick clock stats announce bench tls-cert help" -f -a "clock" -d 'Show the Lamport clock, uptime, participants and events processed'

@@ -84,6 +84,12 @@ pub struct BenchArgs {
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 64, value_name = "C")]
     pub connect_concurrency: usize,
+    /// New connections per second while connecting; 0 opens them as fast as it can. The
+    /// default stays below what chittyd accepts from one address (64 new connections per
+    /// second, 256 open ones: its --new-connections-per-ip and --max-connections-per-ip);
+    /// raise those on the server before raising this, or --clients beyond 256.
+    #[arg(long, default_value_t = DEFAULT_CONNECT_RATE, value_name = "N")]
+    pub connect_rate: u32,
     /// chittyd's process id, to report its CPU per delivery and memory per connection.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -99,15 +105,22 @@ pub struct BenchArgs {
     pub drain_timeout: Duration,
 }
 
+/// New connections per second by default: below chittyd's default per-address limit (64).
+pub const DEFAULT_CONNECT_RATE: u32 = 50;
+
 /// Why the bench could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// The options do not make sense together.
     #[error("{0}")]
     Usage(String),
-    /// Participants could not connect.
+    /// No participant could connect.
     #[error("{0}")]
     Connect(String),
+    /// Some participants connected and others were refused: most likely chittyd's
+    /// per-address limits.
+    #[error("{0}")]
+    Refused(String),
     /// Reading /proc failed.
     #[error("reading /proc: {0}")]
     Proc(#[from] std::io::Error),
@@ -227,7 +240,16 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     let mut connecting = JoinSet::new();
     let connect_started = Instant::now();
     let room = args.transport == BenchTransport::Grpc || args.pattern == Pattern::Broadcast;
+    let mut pace = (args.connect_rate > 0).then(|| {
+        let mut pace = tokio::time::interval(Duration::from_secs(1) / args.connect_rate.max(1));
+        // After a stall, go on at the rate rather than catching up in a burst.
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pace
+    });
     for i in 0..total {
+        if let Some(pace) = &mut pace {
+            pace.tick().await;
+        }
         let gate = Arc::clone(&gate);
         let target = target.clone();
         let transport = args.transport;
@@ -300,10 +322,20 @@ pub async fn run(args: &BenchArgs, json: bool, out: &mut impl Write) -> Result<(
     let connect_time = connect_started.elapsed();
     if !failures.is_empty() {
         stop.cancel();
-        return Err(BenchError::Connect(format!(
+        let what = format!(
             "{} of {total} participants could not connect; first error: {}",
             failures.len(),
             failures[0]
+        );
+        if failures.len() == total {
+            return Err(BenchError::Connect(what));
+        }
+        return Err(BenchError::Refused(format!(
+            "{what}. chittyd refuses connections beyond its per-address limits (by default 64 \
+             new connections per second and 256 open ones: --new-connections-per-ip, \
+             --max-connections-per-ip; its log says \"refused a connection\" when it does): \
+             lower --connect-rate (now {}) or --clients, or raise those limits on the server",
+            args.connect_rate
         )));
     }
 

@@ -191,6 +191,23 @@ pub async fn wait_for_line(
     .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}"))
 }
 
+/// Whether a test that needs root may run: true as root; otherwise it fails, unless
+/// CHITTY_SKIP_ROOT_TESTS=1 asks to skip what only root can set up (CI runs as root).
+pub fn root_or_skip(what: &str) -> bool {
+    // /proc/self belongs to the process's effective user.
+    let euid = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata("/proc/self").expect("/proc is mounted"),
+    );
+    if euid == 0 {
+        return true;
+    }
+    if std::env::var("CHITTY_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped (CHITTY_SKIP_ROOT_TESTS=1): {what} needs root");
+        return false;
+    }
+    panic!("{what} needs root; run the tests as root, or set CHITTY_SKIP_ROOT_TESTS=1 to skip it");
+}
+
 /// An address on 127.0.0.1 that nobody listens on now, for a server that must come back at the
 /// same address, or for a client that must find nobody there.
 pub fn free_addr() -> SocketAddr {

@@ -37,7 +37,7 @@ pub async fn start(config: ServerConfig) -> TestServer {
 /// Starts chittyd on `addr` itself: a fixed address, for a restart that comes back where the
 /// clients look for it.
 pub async fn start_at(addr: SocketAddr, mut config: ServerConfig) -> TestServer {
-    config.listen = addr;
+    config.listen = addr.into();
     let server = Server::bind(config).await.expect("bind chittyd");
     let addr = server.local_addr();
     let admin = server.admin_socket().map(|p| p.to_owned());
