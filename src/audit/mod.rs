@@ -44,7 +44,7 @@ pub const DEFAULT_QUEUE: usize = 65_536;
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Where records go.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// Append JSON lines to this file ("-" for standard output).
     pub file: Option<PathBuf>,
@@ -54,6 +54,19 @@ pub struct AuditConfig {
     pub text: bool,
     /// Bound of the queue between the hub and the writer.
     pub queue: usize,
+}
+
+/// No trail, with the queue chittyd uses: a derived default's queue of 0 (made 1) would drop
+/// records from any `..Default::default()` configuration the moment two arrive together.
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            file: None,
+            journal: false,
+            text: false,
+            queue: DEFAULT_QUEUE,
+        }
+    }
 }
 
 /// Why the audit trail could not be set up.

@@ -39,11 +39,13 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("chitty: {e}");
             ExitCode::from(match e.cause() {
+                ClientError::Address(..) => 2,
                 // A CA file that cannot be used is a local error; every other dial error means
                 // the server could not be reached as asked.
                 ClientError::Dial(DialError::Ca { .. }) => 1,
                 ClientError::Connect { .. } | ClientError::Dial(_) => 3,
                 e if e.is_refusal() => 4,
+                ClientError::Undelivered { .. } => 5,
                 _ => 1,
             })
         }

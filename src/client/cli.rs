@@ -39,7 +39,8 @@ pub struct ChatArgs {
     /// Your username (1 to 16 characters, no spaces).
     #[arg(short, long)]
     pub username: String,
-    /// The server, as host:port.
+    /// The server: host, host:port, [v6]:port, or an http:// or https:// URL (https:// means
+    /// --tls); without a port, 8080.
     #[arg(
         short = 'H',
         long,
@@ -58,7 +59,8 @@ pub struct ChatArgs {
     #[arg(long, env = "CHITTY_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Append every received message to this file, as `L[12] @ alice: hello`.
-    /// Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/).
+    /// Default: $XDG_STATE_HOME/chitty/USERNAME.log (~/.local/state/chitty/). It holds chat
+    /// text, so it is private: created mode 0600, and tightened to that if others could read it.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
     /// Do not write the client log.

@@ -5,19 +5,30 @@
 //!
 //! [`reconnect`] decides what happens when the connection is lost (wait, rejoin with the same
 //! clock, or give up); [`plain`] (line mode) and [`tui`] (full screen) both follow it. [`dial`]
-//! makes the connection, TLS included, and says in words why one could not be made.
+//! makes the connection, TLS included, and says in words why one could not be made. The two
+//! modes share the rest too: [`addr`] (the server address), [`offers`] (what the server's
+//! welcome offers), [`pace`] (sending no faster than the server's rate limit), [`command`]
+//! (what a typed line means), [`people`] (names by id) and [`log`] (the private client log).
 
+pub mod addr;
 pub mod cli;
+pub mod command;
 pub mod dial;
+pub mod log;
+pub mod offers;
+pub mod pace;
+pub mod people;
 pub mod plain;
 pub mod reconnect;
 pub mod tui;
 
+pub use log::{ClientLog, log_line};
+pub use offers::Offers;
+
 use crate::clock::LamportClock;
 use crate::pb::{self, chat_client::ChatClient, chat_event};
 use dial::{DialError, Dialer};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -79,6 +90,16 @@ pub enum ClientError {
         /// Why the last attempt failed.
         last: Box<ClientError>,
     },
+    /// The session ended, but not everything typed was delivered: the server refused some of
+    /// it (each refusal was reported as it came), or lines were left unsent (Ctrl-C, or leaving
+    /// while disconnected). A script must not take its lines for delivered.
+    #[error("{}", undelivered(*.refused, *.unsent))]
+    Undelivered {
+        /// Messages the server refused.
+        refused: u32,
+        /// Lines never sent.
+        unsent: usize,
+    },
 }
 
 impl ClientError {
@@ -125,6 +146,20 @@ fn describe(status: &tonic::Status) -> String {
     format!("{what}: {}", status.message())
 }
 
+fn undelivered(refused: u32, unsent: usize) -> String {
+    let mut parts = Vec::new();
+    if refused > 0 {
+        parts.push(format!("the server refused {refused} of the messages sent"));
+    }
+    if unsent > 0 {
+        parts.push(format!("{unsent} lines were not sent"));
+    }
+    format!(
+        "not everything was delivered: {} (see above)",
+        parts.join(", and ")
+    )
+}
+
 /// The innermost cause of a transport error, which is the part a person can act on
 /// ("Connection refused") rather than the wrapper's "transport error".
 fn root_cause(err: &tonic::transport::Error) -> String {
@@ -138,9 +173,10 @@ fn root_cause(err: &tonic::transport::Error) -> String {
 /// Where chittyd is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
-    /// `host:port` (or a full `http://` or `https://` URL).
+    /// As the person wrote it: `host`, `host:port`, `[v6]:port`, or an `http://` or `https://`
+    /// URL (see [`addr`]); the port defaults to [`addr::DEFAULT_PORT`].
     pub addr: String,
-    /// Connect over TLS; `None` speaks plain TCP.
+    /// Connect over TLS; `None` speaks plain TCP unless the address says `https://`.
     pub tls: Option<ClientTls>,
 }
 
@@ -152,30 +188,49 @@ impl ServerAddr {
             tls: None,
         }
     }
+
+    /// The address understood, and how to secure it: `https://` asks for TLS (the system's
+    /// certificate authorities unless `--ca` says otherwise); `http://` with `--tls` or `--ca`
+    /// contradicts itself and is refused.
+    pub fn target(&self) -> Result<(addr::Target, Option<ClientTls>), ClientError> {
+        let invalid = |why: String| ClientError::Address(self.addr.clone(), why);
+        let target = addr::Target::parse(&self.addr).map_err(invalid)?;
+        let tls = match (target.scheme, &self.tls) {
+            (Some(addr::Scheme::Http), Some(_)) => {
+                return Err(invalid(
+                    "http:// means plain TCP, but --tls or --ca asks for TLS \
+                     (write https:// or leave the scheme out)"
+                        .into(),
+                ));
+            }
+            (Some(addr::Scheme::Https), None) => Some(ClientTls::default()),
+            (_, tls) => tls.clone(),
+        };
+        Ok((target, tls))
+    }
+
+    /// `host:port` as it is tried (the address as written when it cannot be understood).
+    pub fn tried(&self) -> String {
+        addr::Target::parse(&self.addr).map_or_else(|_| self.addr.clone(), |t| t.to_string())
+    }
 }
 
-/// Turns a server address into an endpoint: `http://` for plain TCP, `https://` for TLS. The
-/// connection itself is made by a [`Dialer`] built from the endpoint's URI.
+/// Turns a server address into an endpoint: `http://host:port` for plain TCP, `https://` for
+/// TLS (asked for with `--tls`, `--ca` or an `https://` address). The connection itself is made
+/// by a [`Dialer`] built from the endpoint's URI.
 pub fn endpoint(server: &ServerAddr) -> Result<Endpoint, ClientError> {
-    let addr = &server.addr;
-    let scheme = if server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let url = match addr.split_once("://") {
-        Some((_, rest)) => format!("{scheme}://{rest}"),
-        None => format!("{scheme}://{addr}"),
-    };
-    Endpoint::from_shared(url)
+    let (target, tls) = server.target()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Endpoint::from_shared(format!("{scheme}://{target}"))
         .map(|e| e.connect_timeout(dial::DIAL_TIMEOUT))
-        .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))
+        .map_err(|e| ClientError::Address(server.addr.clone(), e.to_string()))
 }
 
 /// The endpoint for `server` and the dialer that connects to it, offering `alpn` over TLS.
 pub fn dialer(server: &ServerAddr, alpn: &[u8]) -> Result<(Endpoint, Dialer), ClientError> {
     let endpoint = endpoint(server)?;
-    let dialer = Dialer::new(endpoint.uri(), server.tls.as_ref(), alpn)?;
+    let (_, tls) = server.target()?;
+    let dialer = Dialer::new(endpoint.uri(), tls.as_ref(), alpn)?;
     Ok((endpoint, dialer))
 }
 
@@ -233,7 +288,7 @@ impl Participant {
             .await
             .map_err(|source| {
                 explain(ClientError::Connect {
-                    addr: server.addr.clone(),
+                    addr: server.tried(),
                     source,
                 })
             })?;
@@ -298,9 +353,19 @@ impl Participant {
         self.send.direct(recipient, text).await.map(drop)
     }
 
+    /// Asks the server who is online (see [`SendHalf::roster`]).
+    pub async fn roster(&self) -> Result<(), ClientError> {
+        self.send.roster().await.map(drop)
+    }
+
     /// Sends the leave event; the server then ends the stream.
     pub async fn leave(&self) -> Result<(), ClientError> {
         self.send.leave().await.map(drop)
+    }
+
+    /// What the server offers, from its welcome (see [`ReceiveHalf::offers`]).
+    pub fn offers(&self) -> Offers {
+        self.recv.offers()
     }
 
     /// The next message, or `None` when the server ended the stream cleanly.
@@ -345,8 +410,11 @@ impl SendHalf {
     }
 
     /// Sends a direct message to user `recipient` (0 broadcasts); returns the Lamport time it
-    /// was sent at. The server does not echo direct messages to their sender, so a UI shows its
-    /// own copy with this time.
+    /// was sent at. chittyd sends the sender its own copy (kind DIRECT, `sender_id` itself)
+    /// once the message went to a recipient who was online, or an ERROR naming the recipient:
+    /// that reply, not this call, says whether it was delivered. Send one only to a server
+    /// whose welcome offers "direct" ([`Offers::direct`]): the original Chitty-Chat ignores the
+    /// recipient and broadcasts the text.
     pub async fn direct(&self, recipient: u64, text: &str) -> Result<u64, ClientError> {
         self.send(chat_event::Event::Message(chat_event::ChatMessage {
             username: self.username.clone(),
@@ -354,6 +422,13 @@ impl SendHalf {
             recipient_id: recipient,
         }))
         .await
+    }
+
+    /// Asks who is online; the answer is a ROSTER message. Only for a server whose welcome
+    /// offers "roster" ([`Offers::roster`]). It counts against the rate limit like a message.
+    pub async fn roster(&self) -> Result<u64, ClientError> {
+        self.send(chat_event::Event::Roster(chat_event::RosterRequest {}))
+            .await
     }
 
     /// Sends the leave event; the server then ends the stream.
@@ -399,6 +474,13 @@ impl ReceiveHalf {
         self.server.as_ref()
     }
 
+    /// What the server offers, as far as its welcome says. Meaningful once the first message
+    /// has arrived: the welcome comes first, so a server that has sent something else first
+    /// sends none, and offers nothing beyond the original protocol.
+    pub fn offers(&self) -> Offers {
+        Offers::from_welcome(self.server.as_ref())
+    }
+
     /// What a clean end of the stream means: [`ClientError::ServerStopped`] after the server's
     /// shutdown notice (a restart, worth reconnecting), otherwise `Ok` (the server ended the
     /// session on purpose, or after our leave).
@@ -417,51 +499,10 @@ pub fn is_own_join(msg: &pb::ChatMessage, username: &str) -> bool {
     msg.kind == pb::chat_message::Kind::Join as i32 && msg.subject == username
 }
 
-/// The client log: every received message appended as `L[12] @ alice: hello`, as the original
-/// client wrote it.
-#[derive(Debug)]
-pub struct ClientLog {
-    file: std::fs::File,
-}
-
-impl ClientLog {
-    /// Opens `path` for appending, creating it and its folder if needed.
-    pub fn open(path: &Path) -> Result<ClientLog, ClientError> {
-        let fail = |source| ClientError::Log {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(fail)?;
-        Ok(ClientLog { file })
-    }
-
-    /// Appends `msg`'s line.
-    pub fn record(&mut self, msg: &pb::ChatMessage) -> std::io::Result<()> {
-        writeln!(self.file, "{}", log_line(msg))
-    }
-}
-
 /// Replaces control characters so that nothing a server or another user sends can drive the
 /// terminal.
 pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
-}
-
-/// The client log's line for a message, in the original's format: `L[12] @ alice: hello`.
-pub fn log_line(msg: &pb::ChatMessage) -> String {
-    format!(
-        "L[{}] @ {}: {}",
-        msg.timestamp,
-        printable(&msg.username),
-        printable(&msg.message)
-    )
 }

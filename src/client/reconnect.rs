@@ -159,7 +159,8 @@ pub fn classify(err: &ClientError) -> Verdict {
         | ClientError::Io(_)
         | ClientError::Log { .. }
         | ClientError::Terminal(_)
-        | ClientError::GaveUp { .. } => Verdict::GiveUp,
+        | ClientError::GaveUp { .. }
+        | ClientError::Undelivered { .. } => Verdict::GiveUp,
     }
 }
 
@@ -170,25 +171,31 @@ pub fn is_shutdown_notice(msg: &pb::ChatMessage) -> bool {
 }
 
 /// A decision to try again.
+///
+/// Its text tells the person what they do not know yet, and no more: the first attempt of an
+/// outage says why the connection was lost; a later one says why the previous attempt failed
+/// only when that reason is new; otherwise it is the short `reconnecting in 1.6 s (attempt 4)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retry {
     /// Which attempt is next, counting from 1 in each outage.
     pub attempt: u32,
     /// How long to wait before it.
     pub delay: Duration,
-    /// Why the connection is gone, for the person.
+    /// Why the connection is gone (attempt 1) or the previous attempt failed, for the person.
     pub why: String,
+    /// Whether `why` is what the previous line of this outage said already.
+    pub repeated: bool,
 }
 
 impl fmt::Display for Retry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "connection lost: {}; reconnecting in {:.1} s (attempt {})",
-            self.why,
-            self.delay.as_secs_f64(),
-            self.attempt
-        )
+        let (delay, attempt) = (self.delay.as_secs_f64(), self.attempt);
+        match (attempt, self.repeated) {
+            (1, _) => write!(f, "connection lost: {}; ", self.why)?,
+            (_, false) => write!(f, "attempt {} failed: {}; ", attempt - 1, self.why)?,
+            (_, true) => {}
+        }
+        write!(f, "reconnecting in {delay:.1} s (attempt {attempt})")
     }
 }
 
@@ -214,6 +221,8 @@ pub struct Reconnector {
     been_in: bool,
     /// Whether the connection was lost and we are not back in the room yet.
     away: bool,
+    /// The reason the last line of this outage gave, so the next says it only when it changed.
+    last_why: Option<String>,
 }
 
 impl Reconnector {
@@ -227,6 +236,7 @@ impl Reconnector {
             backoff: Backoff::seeded(policy.base, policy.cap),
             been_in: false,
             away: false,
+            last_why: None,
         }
     }
 
@@ -250,6 +260,7 @@ impl Reconnector {
     pub fn joined(&mut self, id: u64) -> Option<String> {
         self.been_in = true;
         self.backoff.reset();
+        self.last_why = None;
         if std::mem::take(&mut self.away) {
             Some(format!("reconnected as {} (#{id})", self.username))
         } else {
@@ -288,10 +299,14 @@ impl Reconnector {
         }
         self.away = true;
         let (attempt, delay) = self.backoff.next_delay();
+        let why = err.to_string();
+        let repeated = attempt > 1 && self.last_why.as_deref() == Some(why.as_str());
+        self.last_why = Some(why.clone());
         Next::Retry(Retry {
             attempt,
             delay,
-            why: err.to_string(),
+            why,
+            repeated,
         })
     }
 }
@@ -325,6 +340,17 @@ impl<T> Queue<T> {
         }
         self.items.push_back(item);
         Ok(self.items.len())
+    }
+
+    /// Takes the oldest item.
+    pub fn pop(&mut self) -> Option<T> {
+        self.items.pop_front()
+    }
+
+    /// Puts an item taken with [`Queue::pop`] back in front, to go first after all (a send
+    /// that failed). Right after a pop there is room for it, so the bound holds.
+    pub fn put_back(&mut self, item: T) {
+        self.items.push_front(item);
     }
 
     /// Takes everything, oldest first.

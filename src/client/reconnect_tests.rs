@@ -165,6 +165,20 @@ fn a_lost_connection_is_retried_and_the_rejoin_is_told() {
     );
     let r = retry(l.lost(Err(status(tonic::Code::Unavailable))));
     assert_eq!(r.attempt, 2);
+    assert_eq!(
+        r.to_string(),
+        format!(
+            "attempt 1 failed: server unavailable: why; reconnecting in {:.1} s (attempt 2)",
+            r.delay.as_secs_f64()
+        ),
+        "a new reason is said once"
+    );
+    let r = retry(l.lost(Err(status(tonic::Code::Unavailable))));
+    assert_eq!(
+        r.to_string(),
+        format!("reconnecting in {:.1} s (attempt 3)", r.delay.as_secs_f64()),
+        "the same reason is not said again"
+    );
     assert_eq!(l.joined(12).as_deref(), Some("reconnected as alice (#12)"));
     assert!(!l.is_away());
     // The next outage counts from 1 again.

@@ -425,9 +425,10 @@ async fn chittyd_refuses_a_ca_certificate_as_its_own_and_says_what_to_do() {
         .await
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // A configuration error: EX_CONFIG, which the unit does not restart on.
+    assert_eq!(out.status.code(), Some(78), "{err}");
     let said = format!(
-        "chittyd: {} is a CA certificate (basic constraints CA:TRUE), and TLS clients refuse a \
+        "chittyd: configuration error: {} is a CA certificate (basic constraints CA:TRUE), and TLS clients refuse a \
          CA certificate as a server's own: serve a certificate that CA signed, with its key, and \
          give clients the CA certificate (chitty chat --ca FILE); `chittyctl tls-cert` writes \
          all three",

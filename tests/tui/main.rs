@@ -9,7 +9,7 @@
 mod tmux;
 
 use chitty_testkit::process::{free_addr, wait_for_line};
-use chitty_testkit::{TestServer, config, start_at, start_default};
+use chitty_testkit::{TestServer, WsUser, config, start_at, start_default};
 use tmux::Tmux;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
@@ -83,6 +83,19 @@ async fn a_person_chats_full_screen_with_a_line_mode_client() {
         "{screen}"
     );
 
+    // A narrower terminal wraps the messages again, between words.
+    tmux.run(&["resize-window", "-t", "alice", "-x", "30", "-y", "20"])
+        .await;
+    alice
+        .wait_until("the message wrapped at 30 columns", |screen| {
+            screen.lines().any(|l| l.trim_end() == "héllo Wörld")
+        })
+        .await;
+    assert!(alice.status(&server).await.contains(" | connected"));
+    tmux.run(&["resize-window", "-t", "alice", "-x", "100", "-y", "30"])
+        .await;
+    alice.wait_for(" | connected | alice #").await;
+
     let status = alice.status(&server).await;
     let id = id_of(&status, "alice");
     assert!(status.contains(" | connected | alice #"), "{status}");
@@ -110,22 +123,54 @@ async fn a_person_chats_full_screen_with_a_line_mode_client() {
     alice.type_text("/users").await;
     alice.press(&["Enter"]).await;
     alice
-        .wait_for("Seen since you joined: alice #1, bob #2 (2 online in all).")
+        .wait_for("* 2 online: alice #1 (grpc), bob #2 (grpc)")
         .await;
 
-    // A narrower terminal wraps the messages again, between words.
-    tmux.run(&["resize-window", "-t", "alice", "-x", "30", "-y", "20"])
+    // An unknown command is refused in the pane and never sent: bob's next line from alice is
+    // the one after it.
+    alice.type_text("/nick carol").await;
+    alice.press(&["Enter"]).await;
+    alice
+        .wait_for("\nunknown command /nick; /help lists the commands")
+        .await;
+    alice.type_text("after the typo").await;
+    alice.press(&["Enter"]).await;
+    let got = read_until(&mut bob_out, "] alice: ").await;
+    assert!(got.ends_with("] alice: after the typo"), "{got}");
+
+    // alice's own direct message is shown from the server's copy, at bob's time.
+    alice.type_text("/msg 2 back at you").await;
+    alice.press(&["Enter"]).await;
+    let screen = alice.wait_for("[direct] you -> bob #2: back at you").await;
+    let mine = screen.lines().find(|l| l.contains("back at you")).unwrap();
+    let got = read_until(&mut bob_out, "back at you").await;
+    assert!(got.ends_with("] alice #1 -> you: back at you"), "{got}");
+    assert_eq!(
+        mine.split(']').next(),
+        got.split(']').next(),
+        "{mine} / {got}"
+    );
+
+    // A WebSocket user without a name is its id.
+    let mut anon = WsUser::connect(server.addr, "").await;
+    anon.send(serde_json::json!({"recipient_id": id, "message": "from nowhere"}))
         .await;
     alice
-        .wait_until("the message wrapped at 30 columns", |screen| {
-            screen.lines().any(|l| l.trim_end() == "héllo Wörld")
-        })
+        .wait_for(&format!("[direct] #{} -> you: from nowhere", anon.id))
         .await;
-    assert!(alice.status(&server).await.contains(" | connected"));
 
-    // Esc leaves: bob sees it, and the terminal is as it was.
+    // bob leaves; a direct message to him is refused in words.
+    drop(bob_in);
+    assert!(bob.wait().await.unwrap().success());
+    alice.wait_for("Participant bob left").await;
+    alice.type_text("/msg 2 still there?").await;
+    alice.press(&["Enter"]).await;
+    alice
+        .wait_for("! not delivered: bob #2 has left (user 2 is not connected)")
+        .await;
+
+    // Esc leaves, and the terminal is as it was.
     alice.press(&["Escape"]).await;
-    read_until(&mut bob_out, "Participant alice left").await;
     assert_eq!(alice.exit_code().await, 0);
 
     let log = alice.log();
@@ -135,9 +180,10 @@ async fn a_person_chats_full_screen_with_a_line_mode_client() {
     );
     assert!(log_has(&log, "] @ bob: hi alice"), "{log}");
     assert!(log_has(&log, "] @ bob: just for you"), "{log}");
-
-    drop(bob_in);
-    assert!(bob.wait().await.unwrap().success());
+    assert!(
+        log_has(&log, &format!("] @ #{}: from nowhere", anon.id)),
+        "{log}"
+    );
     server.shutdown().await;
 }
 

@@ -4,14 +4,14 @@
 //! messages as protobuf values, and what needs the network comes out as an [`Outcome`] for the
 //! event loop to carry out. That keeps every rule of the UI testable on its own.
 
-use super::command::{self, Command, HELP};
 use super::input::Input;
 use super::pane::{Entry, Pane, Tone};
+use crate::client::command::{self, Command, HELP, KEYS};
+use crate::client::people::Directory;
 use crate::client::reconnect::{Queue, Retry};
-use crate::client::{ClientError, is_own_join, printable};
+use crate::client::{ClientError, Offers, is_own_join, printable};
 use crate::pb::{self, chat_message::Kind};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use std::collections::BTreeMap;
 
 /// Where the connection stands, as the status line tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +32,12 @@ pub enum Link {
     Closed(String),
 }
 
-/// What the event loop has to do after a key.
+/// What the event loop has to do after a key. Commands for the server wait in the app's
+/// outgoing queue ([`App::next_to_send`]), which the loop empties at the server's pace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Nothing beyond drawing again.
+    /// Nothing beyond drawing again (and sending what waits).
     Nothing,
-    /// Carry out a command that needs the server.
-    Run(Command),
     /// Leave the chat and the program.
     Quit,
 }
@@ -55,10 +54,14 @@ pub struct App {
     lamport: u64,
     /// Participants in the room, from the latest join or leave notice.
     online: Option<u32>,
-    /// The participants seen since we joined, by id, for names in direct messages and /users.
-    roster: BTreeMap<u64, String>,
-    /// Messages typed while reconnecting, sent once back in the room.
-    queued: Queue<Command>,
+    /// The participants' names by id, for direct messages and /users.
+    names: Directory,
+    /// What this connection's server offers; `None` until its first message.
+    offers: Option<Offers>,
+    /// Commands for the server, oldest first: waiting for the pace while connected, for the
+    /// rejoin while reconnecting. Bounded; beyond it a command is refused with a notice and
+    /// the line stays in the history (Up recalls it).
+    outgoing: Queue<Command>,
     /// The messages.
     pub pane: Pane,
     /// The line being typed.
@@ -75,8 +78,9 @@ impl App {
             id: None,
             lamport: 0,
             online: None,
-            roster: BTreeMap::new(),
-            queued: Queue::default(),
+            names: Directory::new(),
+            offers: None,
+            outgoing: Queue::default(),
             pane: Pane::new(),
             input: Input::new(),
         };
@@ -103,9 +107,15 @@ impl App {
         self.lamport = time;
     }
 
-    /// The join went through: from now on, what is typed is sent.
+    /// The join went through: from now on, what is typed is sent (once the server has said
+    /// what it offers).
     pub fn joined(&mut self) {
         self.link = Link::Connected;
+    }
+
+    /// The server's first message arrived, and with it what the server offers.
+    pub fn ready(&mut self, offers: Offers) {
+        self.offers = Some(offers);
     }
 
     /// The connection is lost and `retry` says when the next attempt comes. What we knew of
@@ -118,26 +128,48 @@ impl App {
         };
         self.id = None;
         self.online = None;
-        self.roster.clear();
+        self.offers = None;
+        self.names.clear();
     }
 
     /// Back in the room after a lost connection; `text` tells the person.
     pub fn back(&mut self, text: String) {
         self.info(text);
-        if !self.queued.is_empty() {
-            self.info(format!("Sending {} queued messages.", self.queued.len()));
+        if !self.outgoing.is_empty() {
+            self.info(format!("Sending {} queued messages.", self.outgoing.len()));
         }
         self.pane.to_bottom();
     }
 
-    /// The messages typed while reconnecting, once we are back in the room (connected, with
-    /// our new id); nothing before that.
-    pub fn take_queued(&mut self) -> Vec<Command> {
-        if self.link == Link::Connected && self.id.is_some() {
-            self.queued.drain().collect()
-        } else {
-            Vec::new()
+    /// Whether a command waits and may go as soon as the pace allows: connected, and the
+    /// server has said what it offers.
+    pub fn sendable(&self) -> bool {
+        self.link == Link::Connected && self.offers.is_some() && !self.outgoing.is_empty()
+    }
+
+    /// The next command to send, checked against what the server offers (a server met after a
+    /// reconnect may offer less than the one it was typed for; what it cannot do is answered
+    /// here, and the next command is taken). `None` when nothing may go now.
+    pub fn next_to_send(&mut self) -> Option<Command> {
+        while self.sendable() {
+            let cmd = self.outgoing.pop()?;
+            let offers = self.offers.clone().unwrap_or_default();
+            if let Err(e) = command::check(&cmd, &offers) {
+                self.error(e.to_string());
+                continue;
+            }
+            if cmd == Command::Users && !offers.roster {
+                self.users(true);
+                continue;
+            }
+            return Some(cmd);
         }
+        None
+    }
+
+    /// A command whose send failed: it goes first once the connection is back.
+    pub fn put_back(&mut self, cmd: Command) {
+        self.outgoing.put_back(cmd);
     }
 
     /// The leave is on its way.
@@ -177,37 +209,17 @@ impl App {
         self.pane.push(Entry::default().with(Tone::Error, text));
     }
 
-    /// How a participant is named: `bob #2`, or `#2` when its name is not known here.
-    fn who(&self, id: u64) -> String {
-        match self.roster.get(&id) {
-            Some(name) => format!("{name} #{id}"),
-            None => format!("#{id}"),
-        }
-    }
-
     /// A message from the server: it updates what we know and becomes a line in the pane.
     pub fn on_message(&mut self, msg: &pb::ChatMessage) {
         let kind = msg.kind();
         if self.id.is_none() && is_own_join(msg, &self.username) {
             self.id = Some(msg.sender_id);
         }
-        match kind {
-            Kind::Join | Kind::Leave => self.online = Some(msg.participants),
-            _ => {}
-        }
-        match kind {
-            Kind::Join if msg.sender_id != 0 => {
-                self.roster.insert(msg.sender_id, printable(&msg.subject));
-            }
-            Kind::Message | Kind::Direct if msg.sender_id != 0 => {
-                self.roster.insert(msg.sender_id, printable(&msg.username));
-            }
-            _ => {}
+        if matches!(kind, Kind::Join | Kind::Leave) {
+            self.online = Some(msg.participants);
         }
         let entry = self.entry_for(msg);
-        if kind == Kind::Leave {
-            self.roster.remove(&msg.sender_id);
-        }
+        self.names.observe(msg);
         self.pane.push(entry);
     }
 
@@ -216,7 +228,6 @@ impl App {
     pub fn entry_for(&self, msg: &pb::ChatMessage) -> Entry {
         let time = Entry::default().with(Tone::Time, format!("[L{}] ", msg.timestamp));
         let text = printable(&msg.message);
-        let from = printable(&msg.username);
         match msg.kind() {
             Kind::Message => {
                 let tone = if msg.username == self.username {
@@ -224,41 +235,39 @@ impl App {
                 } else {
                     Tone::Name
                 };
-                time.with(tone, from).with(Tone::Text, format!(": {text}"))
+                time.with(tone, Directory::sender(msg))
+                    .with(Tone::Text, format!(": {text}"))
             }
+            Kind::Direct if self.id == Some(msg.sender_id) => time.with(
+                Tone::Direct,
+                format!(
+                    "[direct] you -> {}: {text}",
+                    self.names.who(msg.recipient_id)
+                ),
+            ),
             Kind::Direct => time.with(
                 Tone::Direct,
-                format!("[direct] {from} #{} -> you: {text}", msg.sender_id),
+                format!("[direct] {} -> you: {text}", Directory::sender_tag(msg)),
             ),
             Kind::Join if msg.sender_id != 0 => {
                 time.with(Tone::Server, format!("* {text} (#{})", msg.sender_id))
             }
-            Kind::Join
-            | Kind::Leave
-            | Kind::Notice
-            | Kind::Shutdown
-            | Kind::Welcome
-            | Kind::Roster => time.with(Tone::Server, format!("* {text}")),
-            Kind::Error => time.with(Tone::Error, format!("! {text}")),
+            Kind::Roster => time.with(
+                Tone::Server,
+                format!("* {text}: {}", Directory::roster(msg)),
+            ),
+            Kind::Join | Kind::Leave | Kind::Notice | Kind::Shutdown | Kind::Welcome => {
+                time.with(Tone::Server, format!("* {text}"))
+            }
+            Kind::Error => time.with(Tone::Error, format!("! {}", self.names.refusal(msg))),
         }
     }
 
-    /// Our own copy of a direct message we sent (the server does not echo them), stamped with
-    /// the Lamport time it was sent at.
-    pub fn sent_direct(&mut self, to: u64, text: &str, lamport: u64) {
-        let entry = Entry::default()
-            .with(Tone::Time, format!("[L{lamport}] "))
-            .with(
-                Tone::Direct,
-                format!("[direct] you -> {}: {}", self.who(to), printable(text)),
-            );
-        self.pane.push(entry);
-    }
-
-    /// The answer to `/users`: the chat protocol has no list of participants, so it is the
-    /// participants seen since joining, and the room's size from the last notice.
-    fn users(&mut self) {
-        let seen: Vec<_> = self.roster.keys().map(|&id| self.who(id)).collect();
+    /// `/users` answered here: from a server that does not list who is online (`unlisted`,
+    /// which is said), or while not connected, the participants seen since joining and the
+    /// room's size from the last notice.
+    fn users(&mut self, unlisted: bool) {
+        let seen = self.names.seen();
         let seen = if seen.is_empty() {
             "nobody".to_owned()
         } else {
@@ -268,7 +277,12 @@ impl App {
             .online
             .map(|n| format!(" ({n} online in all)"))
             .unwrap_or_default();
-        self.info(format!("Seen since you joined: {seen}{online}."));
+        let why = if unlisted {
+            "This server does not list who is online (no \"roster\" in its welcome). "
+        } else {
+            ""
+        };
+        self.info(format!("{why}Seen since you joined: {seen}{online}."));
     }
 
     /// The status line's two parts: facts on the left, a hint on the right.
@@ -287,6 +301,9 @@ impl App {
         let mut left = format!(" {} | {link} | {me} | L{}", self.server, self.lamport);
         if let Some(n) = self.online {
             left.push_str(&format!(" | {n} online"));
+        }
+        if !self.outgoing.is_empty() {
+            left.push_str(&format!(" | {} waiting", self.outgoing.len()));
         }
         let right = if self.pane.scroll() > 0 {
             "scrolled back: PgDn for newer "
@@ -334,47 +351,52 @@ impl App {
     /// Enter: the typed line becomes a command.
     fn enter(&mut self) -> Outcome {
         let line = self.input.submit();
-        match command::parse(&line) {
-            Ok(None) => Outcome::Nothing,
-            Ok(Some(Command::Quit)) => Outcome::Quit,
+        self.pane.to_bottom();
+        let cmd = match command::parse(&line) {
+            Ok(None) => return Outcome::Nothing,
+            Ok(Some(Command::Quit)) => return Outcome::Quit,
             Ok(Some(Command::Help)) => {
-                HELP.iter().for_each(|line| self.info(*line));
-                self.pane.to_bottom();
-                Outcome::Nothing
+                HELP.iter().chain(KEYS).for_each(|line| self.info(*line));
+                return Outcome::Nothing;
             }
-            Ok(Some(Command::Users)) => {
-                self.users();
-                self.pane.to_bottom();
-                Outcome::Nothing
-            }
-            Ok(Some(cmd)) => {
-                self.pane.to_bottom();
-                let message = matches!(cmd, Command::Say(_) | Command::Direct { .. });
-                match self.link {
-                    // Queued messages go first, so nothing overtakes them.
-                    Link::Connected if self.queued.is_empty() => Outcome::Run(cmd),
-                    Link::Connected | Link::Reconnecting { .. } if message => {
-                        match self.queued.push(cmd) {
-                            Ok(_) => self.info("Queued: sent once reconnected."),
-                            Err(_) => self.error(format!(
-                                "Not sent: disconnected, and {} messages already wait \
-                                 (Up recalls the line).",
-                                self.queued.limit()
-                            )),
-                        }
-                        Outcome::Nothing
-                    }
-                    _ => {
-                        self.error("Not sent: not connected (Up recalls the line).");
-                        Outcome::Nothing
-                    }
-                }
-            }
+            Ok(Some(cmd)) => cmd,
             Err(e) => {
                 self.error(e.to_string());
-                self.pane.to_bottom();
-                Outcome::Nothing
+                return Outcome::Nothing;
             }
+        };
+        if let Some(offers) = self.offers.clone() {
+            if let Err(e) = command::check(&cmd, &offers) {
+                self.error(e.to_string());
+                return Outcome::Nothing;
+            }
+            if cmd == Command::Users && !offers.roster {
+                self.users(true);
+                return Outcome::Nothing;
+            }
+        } else if cmd == Command::Users {
+            // Not connected, or not yet told: what this client has seen answers at once.
+            self.users(false);
+            return Outcome::Nothing;
+        }
+        self.queue(cmd);
+        Outcome::Nothing
+    }
+
+    /// Puts a command for the server in the outgoing queue, or says why it cannot go.
+    fn queue(&mut self, cmd: Command) {
+        match self.link {
+            Link::Connected | Link::Reconnecting { .. } => {
+                if self.outgoing.push(cmd).is_err() {
+                    self.error(format!(
+                        "Not sent: {} messages already wait to be sent (Up recalls the line).",
+                        self.outgoing.limit()
+                    ));
+                } else if self.link != Link::Connected {
+                    self.info("Queued: sent once reconnected.");
+                }
+            }
+            _ => self.error("Not sent: not connected (Up recalls the line)."),
         }
     }
 }

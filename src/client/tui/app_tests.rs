@@ -42,10 +42,26 @@ fn join(time: u64, name: &str, id: u64, room: u32) -> pb::ChatMessage {
     }
 }
 
+/// What chittyd's welcome offers (no rate limit: pacing is the event loop's).
+fn chittyd() -> Offers {
+    Offers {
+        welcomed: true,
+        direct: true,
+        roster: true,
+        rate: None,
+    }
+}
+
 fn connected() -> App {
     let mut app = App::new("127.0.0.1:8080", "alice");
     app.joined();
+    app.ready(chittyd());
     app
+}
+
+/// What the event loop would send now.
+fn sent(app: &mut App) -> Vec<Command> {
+    std::iter::from_fn(|| app.next_to_send()).collect()
 }
 
 fn last(app: &App) -> Entry {
@@ -55,10 +71,8 @@ fn last(app: &App) -> Entry {
 #[test]
 fn enter_sends_what_was_typed_and_empties_the_line() {
     let mut app = connected();
-    assert_eq!(
-        type_line(&mut app, "héllo bob"),
-        Outcome::Run(Command::Say("héllo bob".into()))
-    );
+    assert_eq!(type_line(&mut app, "héllo bob"), Outcome::Nothing);
+    assert_eq!(sent(&mut app), [Command::Say("héllo bob".into())]);
     assert_eq!(app.input.text(), "");
     app.on_key(key(KeyCode::Up));
     assert_eq!(app.input.text(), "héllo bob", "Up recalls it");
@@ -114,13 +128,62 @@ fn the_ways_to_leave() {
 #[test]
 fn commands_that_need_the_server_go_to_the_loop() {
     let mut app = connected();
-    assert_eq!(
-        type_line(&mut app, "/msg 2 psst"),
-        Outcome::Run(Command::Direct {
-            to: 2,
-            text: "psst".into()
-        })
+    type_line(&mut app, "/msg 2 psst");
+    type_line(&mut app, "/users");
+    assert!(
+        app.status().0.ends_with(" | 2 waiting"),
+        "{:?}",
+        app.status()
     );
+    assert_eq!(
+        sent(&mut app),
+        [
+            Command::Direct {
+                to: 2,
+                text: "psst".into()
+            },
+            Command::Users
+        ]
+    );
+    assert!(!app.status().0.contains("waiting"));
+}
+
+#[test]
+fn nothing_goes_before_the_server_has_said_what_it_offers() {
+    let mut app = App::new("h:1", "alice");
+    app.joined();
+    type_line(&mut app, "early");
+    assert!(!app.sendable());
+    assert!(sent(&mut app).is_empty());
+    app.ready(chittyd());
+    assert_eq!(sent(&mut app), [Command::Say("early".into())]);
+}
+
+#[test]
+fn msg_is_refused_by_a_server_without_direct_messages() {
+    let mut app = App::new("h:1", "alice");
+    app.joined();
+    // Typed before the server said: checked when it goes, and refused then.
+    type_line(&mut app, "/msg 2 queued secret");
+    type_line(&mut app, "after");
+    app.ready(Offers::default());
+    assert_eq!(sent(&mut app), [Command::Say("after".into())]);
+    let refusal = app
+        .pane
+        .entries()
+        .map(Entry::text)
+        .find(|t| t.starts_with("/msg refused"))
+        .unwrap();
+    assert!(refusal.contains("it sent no welcome"), "{refusal}");
+    // Typed once it is known: refused at once, in the pane.
+    type_line(&mut app, "/msg 2 secret");
+    assert!(sent(&mut app).is_empty());
+    assert!(
+        last(&app)
+            .text()
+            .starts_with("/msg refused: this server does not offer direct messages")
+    );
+    assert_eq!(last(&app).pieces[0].tone, Tone::Error);
 }
 
 #[test]
@@ -205,6 +268,31 @@ fn lines_show_time_sender_and_text_and_tell_kinds_apart() {
 
     app.on_message(&msg(Kind::Notice, 10, "SERVER", "shutting down"));
     assert_eq!(last(&app).text(), "[L10] * shutting down");
+
+    let mut anonymous = msg(Kind::Direct, 11, "", "from nowhere");
+    anonymous.sender_id = 5;
+    anonymous.recipient_id = 2;
+    app.on_message(&anonymous);
+    assert_eq!(last(&app).text(), "[L11] [direct] #5 -> you: from nowhere");
+
+    let mut roster = msg(Kind::Roster, 12, "SERVER", "3 online");
+    roster.roster = [
+        (1, "bob", "grpc"),
+        (2, "alice", "grpc"),
+        (5, "", "websocket"),
+    ]
+    .into_iter()
+    .map(|(id, name, transport)| pb::Participant {
+        id,
+        username: name.into(),
+        transport: transport.into(),
+    })
+    .collect();
+    app.on_message(&roster);
+    assert_eq!(
+        last(&app).text(),
+        "[L12] * 3 online: bob #1 (grpc), alice #2 (grpc), #5 (websocket)"
+    );
 }
 
 #[test]
@@ -219,8 +307,20 @@ fn control_characters_from_the_network_never_reach_the_pane() {
     evil.sender_id = 9;
     app.on_message(&evil);
     app.on_message(&join(4, "x\u{1b}[5m", 9, 2));
-    app.users();
-    app.sent_direct(9, "ok", 5);
+    app.on_message(&join(5, "alice", 1, 3));
+    let mut echo = msg(Kind::Direct, 6, "alice", "ok");
+    echo.sender_id = 1;
+    echo.recipient_id = 9;
+    app.on_message(&echo);
+    let mut failed = msg(Kind::Error, 7, "SERVER", "no\u{7}");
+    failed.recipient_id = 9;
+    app.on_message(&failed);
+    let mut without = App::new("h:1", "alice");
+    without.joined();
+    without.ready(Offers::default());
+    without.on_message(&join(4, "x\u{1b}[5m", 9, 2));
+    type_line(&mut without, "/users");
+    assert!(last(&without).text().contains("x\u{fffd}[5m #9"));
     for entry in app.pane.entries() {
         let text = entry.text();
         assert!(!text.chars().any(char::is_control), "{text:?}");
@@ -229,39 +329,72 @@ fn control_characters_from_the_network_never_reach_the_pane() {
 }
 
 #[test]
-fn sent_direct_messages_are_shown_with_the_recipient() {
+fn the_servers_copy_of_a_sent_direct_message_names_the_recipient() {
     let mut app = connected();
+    app.on_message(&join(2, "alice", 2, 1));
     app.on_message(&join(3, "bob", 1, 2));
-    app.sent_direct(1, "psst", 5);
+    let mut echo = msg(Kind::Direct, 5, "alice", "psst");
+    echo.sender_id = 2;
+    echo.recipient_id = 1;
+    app.on_message(&echo);
     assert_eq!(last(&app).text(), "[L5] [direct] you -> bob #1: psst");
-    app.sent_direct(7, "anyone?", 6);
-    assert_eq!(last(&app).text(), "[L6] [direct] you -> #7: anyone?");
+    assert_eq!(last(&app).pieces[1].tone, Tone::Direct);
+    echo.recipient_id = 7;
+    echo.timestamp = 6;
+    app.on_message(&echo);
+    assert_eq!(last(&app).text(), "[L6] [direct] you -> #7: psst");
 }
 
 #[test]
-fn users_lists_who_was_seen_without_asking_the_server() {
-    let mut app = connected();
+fn users_asks_the_server_that_lists_who_is_online_and_else_answers_here() {
+    // Before the server said what it offers (and while reconnecting): what was seen.
+    let mut app = App::new("h:1", "alice");
+    app.joined();
     assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
     assert_eq!(last(&app).text(), "Seen since you joined: nobody.");
     app.on_message(&join(2, "bob", 1, 1));
     app.on_message(&join(4, "alice", 2, 2));
-    assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
+    type_line(&mut app, "/users");
     assert_eq!(
         last(&app).text(),
         "Seen since you joined: bob #1, alice #2 (2 online in all)."
     );
+    assert!(sent(&mut app).is_empty());
+
+    // chittyd lists them: the roster is asked for.
+    app.ready(chittyd());
+    type_line(&mut app, "/users");
+    assert_eq!(sent(&mut app), [Command::Users]);
+
+    // A server without the roster: said so, and what was seen.
+    let mut original = App::new("h:1", "alice");
+    original.joined();
+    original.ready(Offers::default());
+    type_line(&mut original, "/users");
+    assert_eq!(
+        last(&original).text(),
+        "This server does not list who is online (no \"roster\" in its welcome). \
+         Seen since you joined: nobody."
+    );
+    assert!(sent(&mut original).is_empty());
 }
 
 #[test]
-fn a_leave_forgets_the_name() {
+fn a_direct_message_to_someone_who_left_says_they_have_gone() {
     let mut app = connected();
     app.on_message(&join(2, "bob", 1, 2));
     let mut leave = msg(Kind::Leave, 3, "SERVER", "Participant bob left");
     leave.sender_id = 1;
     leave.participants = 1;
     app.on_message(&leave);
-    app.sent_direct(1, "gone?", 4);
-    assert_eq!(last(&app).text(), "[L4] [direct] you -> #1: gone?");
+    let mut gone = msg(Kind::Error, 4, "SERVER", "user 1 is not connected");
+    gone.recipient_id = 1;
+    app.on_message(&gone);
+    assert_eq!(
+        last(&app).text(),
+        "[L4] ! not delivered: bob #1 has left (user 1 is not connected)"
+    );
+    assert_eq!(last(&app).pieces[1].tone, Tone::Error);
 }
 
 #[test]
@@ -327,11 +460,12 @@ fn a_lost_connection_shows_in_the_status_and_queues_what_is_typed() {
         attempt: 2,
         delay: std::time::Duration::from_millis(1200),
         why: "the server shut down".into(),
+        repeated: false,
     };
     app.reconnecting(&retry);
     assert_eq!(
         last(&app).text(),
-        "connection lost: the server shut down; reconnecting in 1.2 s (attempt 2)"
+        "attempt 1 failed: the server shut down; reconnecting in 1.2 s (attempt 2)"
     );
     let (status, _) = app.status();
     assert!(
@@ -346,24 +480,26 @@ fn a_lost_connection_shows_in_the_status_and_queues_what_is_typed() {
     assert_eq!(type_line(&mut app, "/users"), Outcome::Nothing);
     assert!(last(&app).text().starts_with("Seen since you joined:"));
 
-    // The stream is open again, but nothing goes before we are back in the room, and nothing
-    // typed now overtakes what waits.
+    // The stream is open again, but nothing goes before the server has said what it offers,
+    // and nothing typed now overtakes what waits.
     app.joined();
     assert_eq!(type_line(&mut app, "and more"), Outcome::Nothing);
-    assert!(app.take_queued().is_empty());
+    assert!(sent(&mut app).is_empty());
     app.on_message(&join(40, "alice", 9, 2));
     app.back("reconnected as alice (#9)".into());
     assert_eq!(last(&app).text(), "Sending 2 queued messages.");
+    app.ready(chittyd());
     assert_eq!(
-        app.take_queued(),
+        sent(&mut app),
         [
             Command::Say("hello again".into()),
             Command::Say("and more".into())
         ]
     );
-    assert!(app.take_queued().is_empty());
+    assert!(sent(&mut app).is_empty());
     assert!(app.status().0.contains(" | connected | alice #9 | "));
-    assert!(matches!(type_line(&mut app, "now"), Outcome::Run(_)));
+    type_line(&mut app, "now");
+    assert_eq!(sent(&mut app), [Command::Say("now".into())]);
 }
 
 #[test]
@@ -373,6 +509,7 @@ fn the_queue_refuses_beyond_its_bound() {
         attempt: 1,
         delay: std::time::Duration::ZERO,
         why: "x".into(),
+        repeated: false,
     });
     for n in 0..crate::client::reconnect::QUEUE_LIMIT {
         type_line(&mut app, &format!("m{n}"));
@@ -381,7 +518,7 @@ fn the_queue_refuses_beyond_its_bound() {
     assert!(
         last(&app)
             .text()
-            .starts_with("Not sent: disconnected, and 100 messages already wait"),
+            .starts_with("Not sent: 100 messages already wait to be sent"),
         "{}",
         last(&app).text()
     );

@@ -2,27 +2,28 @@
 //! and an input line with the usual editing keys.
 //!
 //! - [`app`]: the state and what keys and messages do to it (no terminal, no network).
-//! - [`command`]: what a typed line means (`/msg`, `/users`, `/help`, `/quit`).
 //! - [`input`]: the line editor with its history.
 //! - [`pane`]: the messages, wrapped and scrolled.
 //! - [`view`]: drawing all of it with ratatui.
 //! - [`net`]: the task that joins and relays the server's messages and writes the client log.
 //! - [`terminal`]: taking over the terminal and giving it back, on every way out.
 //!
-//! [`run`] ties them together in one loop that waits on the keyboard and the network task.
+//! [`run`] ties them together in one loop that waits on the keyboard, the network task and the
+//! pace ([`crate::client::pace`]): commands for the server wait in the app's outgoing queue and
+//! go out as fast as the server's rate limit allows, never faster.
 
 pub mod app;
-pub mod command;
 pub mod input;
 pub mod net;
 pub mod pane;
 pub mod terminal;
 pub mod view;
 
+use crate::client::command::Command;
+use crate::client::pace::Pacer;
 use crate::client::reconnect::Policy;
-use crate::client::{ClientError, ClientLog, LEAVE_WAIT, SendHalf};
-use app::{App, Link, Outcome};
-use command::Command;
+use crate::client::{ClientError, ClientLog, LEAVE_WAIT, SendHalf, endpoint};
+use app::{App, Outcome};
 use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
 use net::NetEvent;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use terminal::Screen;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
 
 /// What the full-screen client needs.
 #[derive(Debug, Clone)]
@@ -49,11 +51,17 @@ pub struct Options {
 /// until the person leaves; its error is then returned so the caller can report it and exit
 /// accordingly. The terminal is restored before this returns, whatever happened.
 pub async fn run(opts: Options) -> Result<(), ClientError> {
-    // Opened before the screen is taken, so a bad path is reported on a normal terminal.
-    let log = opts.log.as_deref().map(ClientLog::open).transpose()?;
+    // Checked and opened before the screen is taken, so a mistyped address or a bad path is
+    // reported on a normal terminal.
+    endpoint(&opts.server)?;
+    let mut log = opts.log.as_deref().map(ClientLog::open).transpose()?;
+    let warning = log.as_mut().and_then(ClientLog::take_warning);
     let mut signals = Signals::new()?;
     let mut screen = Screen::take()?;
-    let mut app = App::new(&opts.server.addr, &opts.username);
+    let mut app = App::new(&opts.server.tried(), &opts.username);
+    if let Some(warning) = warning {
+        app.error(format!("Note: {warning}."));
+    }
     let (task, mut net) = net::spawn(
         opts.server.clone(),
         opts.username.clone(),
@@ -63,6 +71,7 @@ pub async fn run(opts: Options) -> Result<(), ClientError> {
     let mut session = Session {
         me: None,
         ended: None,
+        pacer: Pacer::unlimited(Instant::now()),
     };
 
     let looped = event_loop(&mut screen, &mut app, &mut net, &mut session, &mut signals).await;
@@ -102,6 +111,8 @@ struct Session {
     me: Option<SendHalf>,
     /// How the session ended, once it has.
     ended: Option<Result<(), ClientError>>,
+    /// The pace of this connection's server.
+    pacer: Pacer,
 }
 
 /// The signals that end the client as a leave: the terminal closed (SIGHUP), a polite kill
@@ -141,6 +152,7 @@ async fn event_loop(
 ) -> Result<(), ClientError> {
     let mut keys = EventStream::new();
     loop {
+        send_due(app, session).await;
         if let Some(me) = &session.me {
             app.set_lamport(me.clock().now());
         }
@@ -148,6 +160,9 @@ async fn event_loop(
             .terminal
             .draw(|f| view::draw(f, app))
             .map_err(ClientError::Terminal)?;
+        let send_at = app
+            .sendable()
+            .then(|| session.pacer.ready_at(Instant::now()));
         tokio::select! {
             event = net.recv(), if session.ended.is_none() => {
                 let vanished = event.is_none();
@@ -165,16 +180,13 @@ async fn event_loop(
                         Err(_) => break,
                     }
                 }
-                // Back in the room after a lost connection: what was typed meanwhile goes now.
-                for cmd in app.take_queued() {
-                    run_command(app, session, cmd).await;
-                }
             }
+            // The pace allows the next command; the top of the loop sends it.
+            () = sleep_until(send_at.unwrap_or_else(Instant::now)), if send_at.is_some() => {}
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) => match app.on_key(key) {
                     Outcome::Nothing => {}
                     Outcome::Quit => return Ok(()),
-                    Outcome::Run(cmd) => run_command(app, session, cmd).await,
                 },
                 Some(Ok(Event::Paste(text))) => app.input.paste(&text),
                 // A resize needs nothing but the draw at the top of the loop.
@@ -197,6 +209,10 @@ fn on_net(app: &mut App, session: &mut Session, event: Option<NetEvent>) {
             session.me = Some(me);
         }
         Some(NetEvent::Message(msg)) => app.on_message(&msg),
+        Some(NetEvent::Ready(offers)) => {
+            session.pacer = Pacer::new(&offers, Instant::now());
+            app.ready(offers);
+        }
         Some(NetEvent::Lost(retry)) => {
             // The old stream is gone; a leave on it would go nowhere.
             session.me = None;
@@ -219,25 +235,30 @@ fn on_net(app: &mut App, session: &mut Session, event: Option<NetEvent>) {
     }
 }
 
-/// Carries out a command that needs the server. A send that fails means the connection is
-/// going; the network task reports why, so here it is only noted.
-async fn run_command(app: &mut App, session: &Session, cmd: Command) {
+/// Sends the commands that wait, as many as the pace allows now. A send that fails means the
+/// connection is going; the network task reports why, and the command goes first after the
+/// rejoin.
+async fn send_due(app: &mut App, session: &mut Session) {
     let Some(me) = &session.me else {
         return;
     };
-    if *app.link() != Link::Connected {
-        return;
-    }
-    let sent = match &cmd {
-        Command::Say(text) => me.say(text).await.map(drop),
-        Command::Direct { to, text } => me
-            .direct(*to, text)
-            .await
-            .map(|at| app.sent_direct(*to, text, at)),
-        // Handled by the state itself; never asked of the loop.
-        Command::Help | Command::Users | Command::Quit => Ok(()),
-    };
-    if let Err(e) = sent {
-        app.error(format!("Not sent: {e}."));
+    while app.sendable() && session.pacer.wait(Instant::now()).is_zero() {
+        let Some(cmd) = app.next_to_send() else {
+            return;
+        };
+        session.pacer.take(Instant::now());
+        let sent = match &cmd {
+            Command::Say(text) => me.say(text).await,
+            Command::Direct { to, text } => me.direct(*to, text).await,
+            Command::Users => me.roster().await,
+            // Handled by the state itself; never queued.
+            Command::Help | Command::Quit => continue,
+        };
+        if let Err(e) = sent {
+            app.error(format!("Not sent yet: {e}."));
+            app.put_back(cmd);
+            session.me = None;
+            return;
+        }
     }
 }

@@ -4,19 +4,24 @@
 //! [`crate::client::reconnect`] decides, and tells the UI at every step.
 
 use crate::client::reconnect::{Next, Policy, Reconnector, Retry};
-use crate::client::{ClientError, ClientLog, Participant, SendHalf, ServerAddr, is_own_join};
+use crate::client::{
+    ClientError, ClientLog, Offers, Participant, SendHalf, ServerAddr, is_own_join,
+};
 use crate::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// What the network task tells the UI, in order: `Joined`, then messages; after a lost
-/// connection `Lost`, then `Joined` and messages again, with `Back` once the rejoin went
-/// through; finally `Ended`, once.
+/// What the network task tells the UI, in order: `Joined`, then the first message and `Ready`,
+/// then messages; after a lost connection `Lost`, then the same again, with `Back` once the
+/// rejoin went through; finally `Ended`, once.
 pub enum NetEvent {
     /// A stream is open and the join is sent; this is how to send on it.
     Joined(SendHalf),
     /// A message from the server, already logged.
     Message(pb::ChatMessage),
+    /// The connection's first message has arrived, and with it (or without, from a server
+    /// that sends none) the welcome: what this server offers.
+    Ready(Offers),
     /// The client log could not be written; logging has stopped, the chat goes on.
     LogFailed(std::io::Error),
     /// The connection is gone; the task tries again after the wait given.
@@ -89,6 +94,7 @@ async fn session(
     let (send, mut recv) = me.split();
     let username = send.username().to_owned();
     tx.send(NetEvent::Joined(send)).await.ok()?;
+    let mut first = true;
     loop {
         let msg = match recv.next().await {
             Ok(Some(msg)) => msg,
@@ -105,6 +111,9 @@ async fn session(
             .then(|| link.joined(msg.sender_id))
             .flatten();
         tx.send(NetEvent::Message(msg)).await.ok()?;
+        if std::mem::take(&mut first) {
+            tx.send(NetEvent::Ready(recv.offers())).await.ok()?;
+        }
         if let Some(back) = back {
             tx.send(NetEvent::Back(back)).await.ok()?;
         }

@@ -1,19 +1,60 @@
 //! The real binaries: chittyd as a process, `chitty` clients in line mode exchanging messages
 //! through it, their log files, exit codes, a clean SIGTERM, and a client that reconnects when
-//! chittyd restarts.
+//! chittyd restarts. Then, by topic: [`pipes`] (a script's lines at the server's pace, refusals
+//! in the exit status, addresses), [`commands`] (what both modes understand, ids, the roster,
+//! direct messages, the private log) and [`original`] (a server without chitty's extensions).
+
+mod commands;
+mod original;
+mod pipes;
 
 use crate::chittyd;
 use chitty::pb::admin::KickRequest;
 use chitty_testkit::process::{Daemon, free_addr, wait_for_line as wait_for};
 use chitty_testkit::{PATIENCE, admin};
 use std::path::Path;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 
 /// `chitty chat` as `name` against `addr`, logging to `log`.
 fn chitty(addr: &str, name: &str, log: &Path) -> Child {
     let log = log.to_str().expect("a UTF-8 temporary path");
     crate::chitty(&["chat", "-u", name, "-H", addr, "--log", log])
+}
+
+/// A child's standard output, line by line.
+fn stdout_lines(child: &mut Child) -> Lines<BufReader<ChildStdout>> {
+    BufReader::new(child.stdout.take().expect("stdout is piped")).lines()
+}
+
+/// A child's standard error, line by line.
+fn stderr_lines(child: &mut Child) -> Lines<BufReader<ChildStderr>> {
+    BufReader::new(child.stderr.take().expect("stderr is piped")).lines()
+}
+
+/// The next line, whatever it says; fails the test when none comes in time.
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> String {
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("timed out waiting for a line")
+        .expect("read a line")
+        .expect("the output ended")
+}
+
+/// The id at the end of a line-mode join notice: `... at Lamport time 3 (#2)`.
+fn joined_id(line: &str) -> u64 {
+    line.rsplit_once("(#")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {line:?}"))
+}
+
+/// The Lamport time at the start of a line-mode line (`[L12] …`).
+fn shown_time(line: &str) -> u64 {
+    line.strip_prefix("[L")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(t, _)| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"))
 }
 
 #[tokio::test]
@@ -159,11 +200,25 @@ async fn a_line_mode_client_reconnects_when_chittyd_restarts() {
     // A clean stop: the notice, then the client says what happened and keeps trying.
     first.stop().await;
     wait_for(&mut alice_out, "* Chitty-Chat server is shutting down").await;
-    let lost = wait_for(&mut alice_err, "connection lost:").await;
+    let lost = next_line(&mut alice_err).await;
     assert!(
         lost.starts_with("chitty: connection lost: the server shut down; reconnecting in ")
             && lost.ends_with(" s (attempt 1)"),
         "{lost}"
+    );
+    // Said once: the next attempt says why the last one failed, once; the one after, only
+    // when it comes.
+    let second = next_line(&mut alice_err).await;
+    assert!(
+        second.starts_with(&format!(
+            "chitty: attempt 1 failed: cannot connect to {addr}: Connection refused"
+        )) && second.ends_with(" s (attempt 2)"),
+        "{second}"
+    );
+    let third = next_line(&mut alice_err).await;
+    assert!(
+        third.starts_with("chitty: reconnecting in ") && third.ends_with(" s (attempt 3)"),
+        "{third}"
     );
     // Typed while disconnected: queued, sent after the rejoin.
     alice_in.write_all(b"typed while away\n").await.unwrap();

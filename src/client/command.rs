@@ -1,8 +1,11 @@
-//! What a line typed in the input means: chat text, or one of the slash commands.
+//! What a typed line means: chat text, or one of the slash commands. Line mode and the
+//! full-screen client both understand lines through [`parse`], so they accept the same commands
+//! and refuse the same mistakes, locally: an unknown `/command` is never sent as chat text.
 //!
 //! Parsing is kept apart from doing, so the rules read as a table and are tested without a
-//! server or a terminal.
+//! server or a terminal. [`check`] then asks whether the server at hand can carry a command out.
 
+use super::offers::Offers;
 use thiserror::Error;
 
 /// A line the person entered, understood.
@@ -17,7 +20,8 @@ pub enum Command {
         /// What to send.
         text: String,
     },
-    /// `/users`: the participants seen since joining, and how many are online.
+    /// `/users`: who is online, from the server's roster (or, from a server without one, the
+    /// participants seen since joining).
     Users,
     /// `/help`: what can be typed.
     Help,
@@ -36,17 +40,29 @@ pub enum CommandError {
         "unknown command {0}; /help lists the commands (start with // to send a line that begins with /)"
     )]
     Unknown(String),
+    /// `/msg` to a server that would broadcast the text: it does not offer direct messages.
+    #[error(
+        "/msg refused: this server does not offer direct messages ({0}); it would show the \
+         text to everyone"
+    )]
+    NoDirect(&'static str),
 }
 
 /// The help the pane shows for `/help`, one line each.
 pub const HELP: &[&str] = &[
-    "Enter sends the line to everyone.",
+    "A line is sent to everyone.",
     "/msg ID text  sends a direct message to participant ID (ids are shown as #N).",
-    "/users        lists who was seen, and how many are online.",
-    "/quit, Esc or Ctrl-C leaves the chat.",
+    "/users        lists who is online: names, ids and transports.",
+    "/help         shows this.",
+    "/quit         leaves the chat.",
+    "A line starting with // is sent with one slash, so it is not taken as a command.",
+];
+
+/// The full-screen client's keys, after [`HELP`].
+pub const KEYS: &[&str] = &[
+    "Esc or Ctrl-C leaves, too.",
     "Left/Right, Home/End, Backspace/Delete edit; Ctrl-U and Ctrl-K cut before and after the cursor.",
     "Up/Down recall what you sent; PageUp/PageDown scroll the messages.",
-    "A line starting with // is sent with one slash, so it is not taken as a command.",
 ];
 
 /// Understands one entered line. `Ok(None)` means there is nothing to do (a blank line).
@@ -67,6 +83,21 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "users" => Ok(Some(Command::Users)),
         "msg" => direct(args).map(Some),
         _ => Err(CommandError::Unknown(format!("/{word}"))),
+    }
+}
+
+/// Whether the server described by `offers` can carry out `cmd`. Only a direct message can be
+/// refused here: sent to a server that does not know them, it would reach everyone.
+pub fn check(cmd: &Command, offers: &Offers) -> Result<(), CommandError> {
+    match cmd {
+        Command::Direct { .. } if !offers.direct => {
+            Err(CommandError::NoDirect(if offers.welcomed {
+                "its welcome does not list \"direct\""
+            } else {
+                "it sent no welcome, like the original Chitty-Chat, which ignores the recipient"
+            }))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -158,6 +189,37 @@ mod tests {
             parse("/quitter"),
             Err(CommandError::Unknown("/quitter".into()))
         );
+    }
+
+    #[test]
+    fn direct_messages_need_a_server_that_offers_them() {
+        let dm = Command::Direct {
+            to: 2,
+            text: "psst".into(),
+        };
+        let chittyd = Offers {
+            welcomed: true,
+            direct: true,
+            ..Offers::default()
+        };
+        assert_eq!(check(&dm, &chittyd), Ok(()));
+        let original = Offers::default();
+        let err = check(&dm, &original).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "/msg refused: this server does not offer direct messages (it sent no welcome"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with("it would show the text to everyone"), "{err}");
+        let welcomed = Offers {
+            welcomed: true,
+            ..Offers::default()
+        };
+        assert!(check(&dm, &welcomed).is_err());
+        for other in [Command::Say("hi".into()), Command::Users, Command::Help] {
+            assert_eq!(check(&other, &original), Ok(()));
+        }
     }
 
     #[test]
