@@ -103,6 +103,14 @@ impl Trail {
         }
     }
 
+    /// Sends the file's log lines to `log` instead of chittyd's log.
+    #[cfg(test)]
+    pub(super) fn log_to(&mut self, log: Log) {
+        if let Some(file) = &mut self.file {
+            file.log = log;
+        }
+    }
+
     /// Writes a batch (and empties it), followed by the report of records the full queue
     /// refused since the last batch, if any.
     pub(super) fn write_batch(&mut self, batch: &mut Vec<Record>, now: Instant) {
@@ -175,10 +183,26 @@ struct AuditFile {
     /// Writes that work again after failing: one log line per period (a disk at the edge of
     /// full may alternate).
     recoveries: Throttle,
+    /// Where the file's operational lines go: chittyd's log, or a test's list.
+    log: Log,
     /// One batch's lines, reused.
     buf: Vec<u8>,
     /// Where each record's line ends in `buf`.
     ends: Vec<usize>,
+}
+
+/// A sink for the audit file's own log lines (level, message). A parameter, so that a test reads
+/// them from its own list instead of a tracing subscriber, whose callsite cache other threads
+/// of the test binary share.
+pub(super) type Log = Box<dyn FnMut(tracing::Level, String) + Send>;
+
+/// chittyd's log, at the line's level.
+fn to_tracing(level: tracing::Level, line: String) {
+    match level {
+        tracing::Level::ERROR => tracing::error!("{line}"),
+        tracing::Level::WARN => tracing::warn!("{line}"),
+        _ => tracing::info!("{line}"),
+    }
 }
 
 /// A write that failed after `written` bytes.
@@ -197,6 +221,7 @@ impl AuditFile {
             cause: None,
             failures: Throttle::new(LOG_EVERY),
             recoveries: Throttle::new(LOG_EVERY),
+            log: Box::new(to_tracing),
             buf: Vec::with_capacity(64 * 1024),
             ends: Vec::with_capacity(BATCH + 1),
         }
@@ -307,22 +332,28 @@ impl AuditFile {
         self.cause
             .get_or_insert_with(|| format!("write failed: {error}"));
         if let Some(held) = self.failures.hit(now) {
-            tracing::error!(
-                "writing audit log {}: {error}; {} records lost since it began to fail (chat \
+            (self.log)(
+                tracing::Level::ERROR,
+                format!(
+                    "writing audit log {}: {error}; {} records lost since it began to fail (chat \
                  goes on; the file will say how many when it can be written again){}",
-                self.path.display(),
-                self.lost,
-                held_back(held),
+                    self.path.display(),
+                    self.lost,
+                    held_back(held),
+                ),
             );
         }
     }
 
     fn recovered(&mut self, reported: u64, now: Instant) {
         if self.recoveries.hit(now).is_some() {
-            tracing::warn!(
-                "audit log {} is written again; {reported} records could not be written and are \
+            (self.log)(
+                tracing::Level::WARN,
+                format!(
+                    "audit log {} is written again; {reported} records could not be written and are \
                  missing from it (recorded there as audit_dropped)",
-                self.path.display(),
+                    self.path.display(),
+                ),
             );
         }
     }
@@ -330,17 +361,23 @@ impl AuditFile {
     /// At shutdown: what the log has not said yet.
     fn finish(&mut self, now: Instant) {
         if let Some(held) = self.failures.flush(now) {
-            tracing::error!(
-                "writing audit log {}: {held} more writes failed since the last report",
-                self.path.display()
+            (self.log)(
+                tracing::Level::ERROR,
+                format!(
+                    "writing audit log {}: {held} more writes failed since the last report",
+                    self.path.display()
+                ),
             );
         }
         if self.lost > 0 {
-            tracing::error!(
-                "audit log {}: {} records could not be written before shutdown ({})",
-                self.path.display(),
-                self.lost,
-                self.cause.as_deref().unwrap_or("unknown cause"),
+            (self.log)(
+                tracing::Level::ERROR,
+                format!(
+                    "audit log {}: {} records could not be written before shutdown ({})",
+                    self.path.display(),
+                    self.lost,
+                    self.cause.as_deref().unwrap_or("unknown cause"),
+                ),
             );
         }
     }
@@ -357,11 +394,17 @@ impl AuditFile {
                     self.torn = 0;
                 }
                 self.sink = Box::new(new);
-                tracing::info!("reopened audit log {}", self.path.display());
+                (self.log)(
+                    tracing::Level::INFO,
+                    format!("reopened audit log {}", self.path.display()),
+                );
             }
-            Err(e) => tracing::error!(
-                "cannot open audit log {}: {e}; still writing to the old file",
-                self.path.display()
+            Err(e) => (self.log)(
+                tracing::Level::ERROR,
+                format!(
+                    "cannot open audit log {}: {e}; still writing to the old file",
+                    self.path.display()
+                ),
             ),
         }
     }

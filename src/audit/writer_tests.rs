@@ -7,7 +7,6 @@ use std::fs::File;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tracing_subscriber::layer::SubscriberExt;
 
 /// A real file whose disk has `space` bytes left (`None`: plenty): a write that does not fit
 /// writes what fits and the next one fails with ENOSPC, as a full filesystem does.
@@ -245,46 +244,23 @@ fn a_fragment_that_cannot_be_cut_blocks_appends_until_it_can() {
     assert_eq!(records[1]["count"], 2);
 }
 
-/// Every event logged while it is the thread's subscriber: level and message.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logs {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Message(String);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                if f.name() == "message" {
-                    self.0 = format!("{v:?}");
-                }
-            }
-        }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        let level = *event.metadata().level();
-        self.0.lock().unwrap().push((level, message.0));
-    }
-}
-
 #[test]
 fn failures_are_logged_once_per_period_with_what_was_held_back() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::registry().with(logs.clone());
+    let logs = Arc::new(Mutex::new(Vec::new()));
     let mut f = Fixture::new();
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test's thread may have met these log lines first, with no subscriber, and
-        // cached that nobody wants them; look again now that this thread's subscriber does.
-        tracing::callsite::rebuild_interest_cache();
-        f.space(Some(0));
-        // One failed write a second for 10 s, then one at 10 s: two lines.
-        for s in 0..=10 {
-            f.write(s + 1..=s + 1, s);
-        }
-        f.space(None);
-        f.write(12..=12, 11);
-        f.write(13..=13, 12);
-    });
-    let logs = logs.0.lock().unwrap();
+    let to = Arc::clone(&logs);
+    f.trail.log_to(Box::new(move |level, line| {
+        to.lock().unwrap().push((level, line))
+    }));
+    f.space(Some(0));
+    // One failed write a second for 10 s, then one at 10 s: two lines.
+    for s in 0..=10 {
+        f.write(s + 1..=s + 1, s);
+    }
+    f.space(None);
+    f.write(12..=12, 11);
+    f.write(13..=13, 12);
+    let logs = logs.lock().unwrap();
     let lines: Vec<_> = logs.iter().map(|(l, m)| format!("{l} {m}")).collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(
