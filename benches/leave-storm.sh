@@ -21,7 +21,7 @@ echo "fresh: $(rss) KiB"
     >"$out/samples" 2>/dev/null &
 sampler=$!
 "$release_dir/chittyctl" bench --target "$chittyd_addr" --server-pid "$chittyd_pid" \
-    --transport "$transport" --clients "$clients" --senders 0 --duration 1s --connect-concurrency 256 --json >"$out/bench.json" &
+    --transport "$transport" --clients "$clients" --senders 0 --duration 1s --connect-concurrency 256 --connect-rate 0 --json >"$out/bench.json" &
 bench=$!
 # "Everyone connected": the largest RSS seen before the first leave. The generator holds its
 # participants for the 1 s run; the server's RSS while they are all in is read then.

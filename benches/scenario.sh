@@ -15,4 +15,5 @@ cargo build --release --quiet -p chitty -p chittyctl
 log=$(mktemp /tmp/chittyd-bench.XXXXXX)
 trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -f "$log"' EXIT
 start_chittyd "$log" "${daemon_args[@]}"
-"$release_dir/chittyctl" bench --target "$chittyd_addr" --server-pid "$chittyd_pid" "$@"
+"$release_dir/chittyctl" bench --target "$chittyd_addr" --server-pid "$chittyd_pid" \
+    --connect-rate 0 "$@"

@@ -14,7 +14,7 @@ trap 'kill $chittyd_pid 2>/dev/null; wait $chittyd_pid 2>/dev/null; rm -rf "$out
 start_chittyd "$out/chittyd.log"
 server=$chittyd_pid
 addr=$chittyd_addr
-bench() { "$release_dir/chittyctl" bench --target "$addr" "$@"; }
+bench() { "$release_dir/chittyctl" bench --target "$addr" --connect-rate 0 "$@"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 
 bench --clients 1000 --senders 10 --rate 10 --duration "$duration" --json --server-pid "$server" \
