@@ -40,7 +40,7 @@ pub struct ClusterArgs {
 
     /// Where JetStream keeps the stream and the bucket: file survives a restart of the NATS
     /// servers, memory does not.
-    #[arg(long, env = "CHITTY_CLUSTER_STORAGE", value_enum, default_value_t = Storage::File)]
+    #[arg(long, env = "CHITTY_CLUSTER_STORAGE", value_enum, default_value_t = Storage::File, value_name = "KIND")]
     pub cluster_storage: Storage,
 
     /// How many NATS servers hold a copy of the stream and the bucket: 1 on a single server, 3
