@@ -2,6 +2,10 @@
 //! systemd `EnvironmentFile=` (/etc/default/chitty) can set it. The same definition produces the
 //! man page and the shell completions.
 
+mod cluster;
+
+pub use cluster::ClusterArgs;
+
 use crate::audit::{AuditConfig, DEFAULT_QUEUE};
 use crate::hub::{HubConfig, RateLimit};
 use crate::server::ServerConfig;
@@ -228,6 +232,10 @@ pub struct DaemonArgs {
         value_name = "FILTER"
     )]
     pub log: String,
+
+    /// The cluster options (`--cluster` and its companions).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 impl DaemonArgs {
@@ -304,6 +312,8 @@ impl DaemonArgs {
                 }
             },
             state_optional: self.state_dir.is_none(),
+            // Set from `self.cluster.config()`, which can fail (see chittyd's `run`).
+            cluster: None,
         }
     }
 }

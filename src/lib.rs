@@ -14,6 +14,8 @@
 //!   work and never waits for the disk.
 //! - [`hub`]: the transport-free core: sessions, validation, sequencing, fan-out through the
 //!   room log into bounded per-participant outboxes. Only the hub decides.
+//! - [`cluster`]: the link to NATS JetStream for `--cluster`: the connection, the room's
+//!   stream and the state bucket (created or checked at start), and the link's health.
 //! - [`systemd`]: sd_notify, the watchdog, journald detection.
 //! - [`os`]: the open-files limit and /proc samples (CPU time, resident memory).
 //! - [`server`]: chittyd's edge: the accept loop that owns every connection's task, the
@@ -35,6 +37,7 @@
 pub mod audit;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod exit;
 pub mod hub;

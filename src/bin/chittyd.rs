@@ -83,7 +83,11 @@ where
 
 #[tokio::main]
 async fn run(args: DaemonArgs) -> Result<(), ServerError> {
-    let mut server = Server::bind(args.server_config()).await?;
+    let config = chitty::server::ServerConfig {
+        cluster: args.cluster.config()?,
+        ..args.server_config()
+    };
+    let mut server = Server::bind(config).await?;
     let stop = CancellationToken::new();
     server.handle_signals(stop.clone())?;
     server.run(stop).await;

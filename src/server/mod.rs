@@ -26,6 +26,7 @@ pub mod websocket;
 pub use connection::ConnInfo;
 
 use crate::audit::{self, AuditConfig, AuditError};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::hub::{Hub, HubConfig, SystemClocks};
 use crate::state::{self, StateConfig, StateError, StateWriter};
 use crate::systemd;
@@ -86,6 +87,9 @@ pub struct ServerConfig {
     /// Whether a state directory that cannot be created or opened only warns (the built-in
     /// per-user default) instead of failing. A corrupt file, or one in use, always fails.
     pub state_optional: bool,
+    /// The NATS JetStream cluster to join (`--cluster`); `None` (the default) is a single node
+    /// that needs no NATS.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +109,7 @@ impl Default for ServerConfig {
             tls: None,
             state: None,
             state_optional: false,
+            cluster: None,
         }
     }
 }
@@ -131,6 +136,9 @@ pub enum ServerError {
     /// from a newer chittyd, a directory in use or not writable).
     #[error(transparent)]
     State(#[from] StateError),
+    /// The cluster link could not be set up (`--cluster`).
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
     /// A signal handler could not be installed.
     #[error("installing the {signal} handler: {source}")]
     Signal {
@@ -154,6 +162,7 @@ impl ServerError {
             ServerError::Admin(e) => e.is_configuration(),
             ServerError::Tls(_) => true,
             ServerError::State(e) => e.is_configuration(),
+            ServerError::Cluster(e) => e.is_configuration(),
             ServerError::Signal { .. } => false,
         }
     }
@@ -173,6 +182,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     /// The open-files limit after raising it, for the log line when accept runs out.
     open_files: Option<u64>,
+    /// The NATS link, with `--cluster`.
+    cluster: Option<Cluster>,
     /// Side tasks started before `run` (the signal handler).
     tasks: Tasks,
 }
@@ -220,6 +231,10 @@ impl Server {
             None => None,
             Some(addr) => Some(Listeners::bind(addr).await.map_err(ServerError::Metrics)?),
         };
+        let cluster = match &config.cluster {
+            None => None,
+            Some(c) => Some(join_cluster(c.clone()).await?),
+        };
         // Last, once everything that can fail has been set up: it writes a reservation.
         let (restored, state) = match &config.state {
             None => (state::Restored::fresh(), None),
@@ -252,6 +267,7 @@ impl Server {
             state,
             tls,
             open_files,
+            cluster,
             tasks: Tasks::default(),
         })
     }
@@ -346,6 +362,7 @@ impl Server {
             state,
             tls,
             open_files,
+            cluster,
             mut tasks,
         } = self;
         let audit_stop = CancellationToken::new();
@@ -369,6 +386,19 @@ impl Server {
         );
 
         let (health, router) = routes(&hub, config.max_frame).await;
+        // Not one of `tasks`: it must have ended before the shutdown sets health NOT_SERVING,
+        // or a NATS connection coming back could set SERVING after it.
+        let cluster = cluster.map(|c| {
+            let health = health.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let report = move |serving| {
+                    let health = health.clone();
+                    async move { set_health(&health, serving).await }
+                };
+                c.supervise(stop, report).await
+            })
+        });
         let edge_conn = Edge::new(router, &config, tls, Arc::clone(&edge), Arc::clone(&hub));
         let gate = Gate::new(config.limits, Arc::clone(&edge));
         let listening = listener.describe();
@@ -381,6 +411,7 @@ impl Server {
         Stopping {
             hub,
             health,
+            cluster,
             connections,
             tasks,
             audit: audit_task.map(|task| (audit_stop, task)),
@@ -412,7 +443,8 @@ async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Rout
 /// Everything that is still running when the accept loop returns, and the order in which it is
 /// stopped. This is the one place the shutdown sequence is written down:
 ///
-/// 1. STOPPING=1 to systemd, health NOT_SERVING (the listener is already closed);
+/// 1. STOPPING=1 to systemd, the cluster link's watch ended (it ends on the token, and it too
+///    sets health), health NOT_SERVING (the listener is already closed);
 /// 2. the hub shuts down: no new sessions, the notice to everyone, every outbox ended cleanly so
 ///    what is queued still goes out;
 /// 3. the connection set is closed (the accept loop has returned, so nothing is added to it)
@@ -427,6 +459,8 @@ async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Rout
 struct Stopping {
     hub: Arc<Hub>,
     health: HealthReporter,
+    /// The task following the NATS connection (`Cluster::supervise`), with `--cluster`.
+    cluster: Option<tokio::task::JoinHandle<()>>,
     connections: JoinSet<()>,
     tasks: Tasks,
     audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -437,11 +471,10 @@ struct Stopping {
 impl Stopping {
     async fn run(mut self) {
         systemd::notify_stopping();
-        for service in [chat::CHAT_SERVICE, ""] {
-            self.health
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.await;
         }
+        set_health(&self.health, false).await;
         let ended = self.hub.shutdown(SHUTDOWN_NOTICE);
         let sessions = if ended == 1 { "session" } else { "sessions" };
         tracing::info!("shutting down: ended {ended} {sessions}");
@@ -468,6 +501,31 @@ impl Stopping {
         }
         tracing::info!("chittyd stopped at Lamport time {}", self.hub.clock().now());
     }
+}
+
+/// The chat service's and the server's health (gRPC `grpc.health.v1.Health`).
+async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for service in [chat::CHAT_SERVICE, ""] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Connects to the cluster's NATS and checks the stream and the bucket, and says plainly what
+/// this step of the cluster does not do yet.
+async fn join_cluster(config: ClusterConfig) -> Result<Cluster, ServerError> {
+    let cluster = Cluster::connect(config).await?;
+    tracing::warn!(
+        "cluster: replication is not active yet: node {:?} serves its own participants as a \
+         single node, and other nodes' participants are not in its room; NATS is connected and \
+         checked, and health follows the connection",
+        cluster.config().node
+    );
+    Ok(cluster)
 }
 
 /// The optional default admin socket could not be created (chittyd run by hand, without

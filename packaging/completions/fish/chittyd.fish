@@ -23,6 +23,16 @@ complete -c chittyd -l log-target -d 'Where logs go' -r -f -a "auto\t'journald w
 journal\t'journald, with structured fields'
 stderr\t'Standard error, human-readable'"
 complete -c chittyd -l log -d 'Log filter, in tracing\'s EnvFilter syntax (e.g. info, debug, chitty=debug)' -r
+complete -c chittyd -l cluster -d 'Join a cluster of chittyd nodes through NATS JetStream at these servers (nats://HOST:PORT, comma-separated; tls://HOST:PORT for TLS). chittyd connects, creates the stream and the state bucket when missing, and refuses to start when what exists cannot serve. Not yet replicated: a node with --cluster still serves its own participants only (README, "Running a cluster"). Without it chittyd is a single node and needs no NATS' -r
+complete -c chittyd -l node -d 'This node\'s name in the cluster: ASCII letters, digits, \'-\' and \'_\', unique among the nodes. Default: the host name up to its first dot' -r
+complete -c chittyd -l cluster-name -d 'The cluster\'s name: it names the NATS stream (subjects NAME.>) and the key-value bucket, so two clusters can share NATS servers under two names. ASCII letters, digits, \'-\' and \'_\'' -r
+complete -c chittyd -l cluster-creds -d 'A NATS credentials file (a user JWT and NKey seed, as `nsc` writes them)' -r -F
+complete -c chittyd -l cluster-ca -d 'A CA certificate (PEM) to check the NATS servers\' certificates against; implies TLS' -r -F
+complete -c chittyd -l cluster-storage -d 'Where JetStream keeps the stream and the bucket: file survives a restart of the NATS servers, memory does not' -r -f -a "file\t'On disk on the NATS servers: survives their restart'
+memory\t'In the NATS servers\' memory: faster, lost when they all restart'"
+complete -c chittyd -l cluster-replicas -d 'How many NATS servers hold a copy of the stream and the bucket: 1 on a single server, 3 on a three-server NATS cluster (no single point of failure). An existing stream must have as many' -r
+complete -c chittyd -l cluster-node-timeout -d 'How long a node may go unheard before the other nodes announce its participants as left (reason: node lost), once' -r
+complete -c chittyd -l cluster-grace -d 'How long a node that lost NATS holds its participants, refusing their joins and messages (UNAVAILABLE), before it ends their sessions so they reconnect to another node. It must be shorter than --cluster-node-timeout: past that the other nodes have announced those participants as left. The default, 5s, rides out a restart of a NATS server (the client reconnects within a second of it being back) with time to spare before the node timeout' -r
 complete -c chittyd -l audit-text -d 'Include message text in audit records (it is personal data; off by default: records always carry the length)'
 complete -c chittyd -l no-audit-journal -d 'Do not send audit records to the journal even when logging there'
 complete -c chittyd -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,7 +1,8 @@
 //! What the integration tests of every package share: chittyd in-process on an ephemeral port
 //! ([`start`]), participants over gRPC ([`Raw`], [`Bystanders`]) and WebSocket ([`WsUser`]),
 //! hand-written HTTP ([`http`]), the admin service over its Unix socket ([`admin`]), the audit
-//! file ([`audit`]), chittyd and chitty as processes ([`process`]), and paused time that moves
+//! file ([`audit`]), chittyd and chitty as processes ([`process`]), real nats-servers with
+//! JetStream ([`nats`]), and paused time that moves
 //! only when a test moves it ([`time`]).
 //!
 //! A library rather than a module each test binary includes, so that every binary uses what it
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod audit;
 mod grpc;
 pub mod http;
+pub mod nats;
 pub mod process;
 mod server;
 pub mod time;
