@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod stats;
 mod tasks;
 pub mod tls;
+pub mod web;
 pub mod websocket;
 
 pub use connection::ConnInfo;
@@ -423,8 +424,8 @@ impl Server {
     }
 }
 
-/// The chat port's routes: the Chat service, health and reflection (gRPC), and `GET /` for
-/// WebSocket and people.
+/// The chat port's routes: the Chat service, health and reflection (gRPC), `GET /` for WebSocket
+/// and people (the chat page in a browser, the text at `/about` otherwise), and the page's files.
 async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Router) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -432,11 +433,15 @@ async fn routes(hub: &Arc<Hub>, max_frame: usize) -> (HealthReporter, axum::Rout
         .await;
     let routes = tonic::service::Routes::new(chat::ChatService::new(Arc::clone(hub), max_frame))
         .add_service(health_service);
-    let router = add_reflection(routes)
+    let mut router = add_reflection(routes)
         .prepare()
         .into_axum_router()
         .route("/", axum::routing::get(websocket::handle))
-        .fallback(not_found);
+        .route("/about", axum::routing::get(web::about));
+    for path in web::asset_paths() {
+        router = router.route(path, axum::routing::get(web::asset));
+    }
+    let router = router.fallback(not_found);
     (health, router)
 }
 
@@ -607,7 +612,8 @@ async fn not_found(req: http::Request<axum::body::Body>) -> axum::response::Resp
     } else {
         (
             http::StatusCode::NOT_FOUND,
-            "not found: WebSocket clients connect to /, gRPC clients call chitty_chat.Chat\n",
+            "not found: browsers and WebSocket clients connect to /, gRPC clients call \
+             chitty_chat.Chat\n",
         )
             .into_response()
     }

@@ -31,14 +31,6 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// What a non-WebSocket GET on `/` gets.
-const ABOUT: &str = "This is a chittyd chat port.\n\
-    \n\
-    It speaks gRPC (service chitty_chat.Chat, method Broadcast) and WebSocket.\n\
-    WebSocket: connect to ws://HOST:PORT/ for direct messages, or ws://HOST:PORT/?username=NAME\n\
-    to join the broadcast room as well. Send {\"recipient_id\": 2, \"message\": \"hello\"}; you\n\
-    receive {\"sender_id\": 1, \"message\": \"hello\", ...}. Your own id arrives in a welcome frame.\n";
-
 /// Query parameters of the upgrade request.
 #[derive(Debug, Deserialize)]
 pub struct Params {
@@ -81,12 +73,13 @@ impl Handover {
     }
 }
 
-/// Handles `GET /`: a WebSocket handshake (RFC 6455, 4.2) becomes a session, a plain GET gets a
-/// short explanation, and a broken handshake gets an HTTP error saying what is wrong.
+/// Handles `GET /`: a WebSocket handshake (RFC 6455, 4.2) becomes a session, a plain GET gets the
+/// chat page or the port's explanation ([`crate::server::web::front`]), and a broken handshake
+/// gets an HTTP error saying what is wrong.
 pub async fn handle(query: Query<Params>, mut req: Request) -> Response {
     let accept = match handshake::check(req.headers()) {
         Ok(Some(accept)) => accept,
-        Ok(None) => return ABOUT.into_response(),
+        Ok(None) => return crate::server::web::front(req.headers(), req.uri()),
         Err(e) => return e.into_response(),
     };
     let Some(handover) = req
