@@ -176,7 +176,8 @@
     if (state.ws !== ws) return;
     state.ws = null;
     ui.sendButton.disabled = true;
-    const why = reason || state.lastReason;
+    // After a shutdown frame its words say more than the close's ("bye").
+    const why = state.lastReason || reason;
     if (FINAL_CLOSES.has(code)) {
       refused(why || `refused (close code ${code})`);
       return;
