@@ -184,6 +184,10 @@ def run(page, addr, artifacts):
     hear("go")
     page.el("#text").send_keys("back again", Keys.ENTER)
     page.line("message", "alice: back again")
+    # The new server's roster: rusty joined it after the restart, and the list follows.
+    page.until("rusty in the roster after the restart", lambda: any(
+        li.text.startswith("rusty")
+        for li in page.d.find_elements(By.CSS_SELECTOR, "#roster li")))
 
     # What a failed reconnection attempt logs (connection refused) is the browser's own
     # report; anything else, a CSP violation above all, is a fault of the page.
