@@ -15,12 +15,16 @@
 //! tells the state's [`Keeper`] when a reservation runs low (checked as the lock is released)
 //! and hands it the ban set when that changes, without ever waiting for the disk.
 
+mod apply;
+#[cfg(test)]
+mod apply_tests;
 mod bans;
 mod error;
 mod fanout;
 mod limits;
 mod log;
 mod operator;
+mod origin;
 pub mod outbox;
 #[cfg(test)]
 mod outbox_stress;
@@ -34,7 +38,7 @@ pub mod wire;
 
 pub use bans::BanInfo;
 pub use error::SessionError;
-use limits::{Bucket, Verdict};
+use limits::Bucket;
 pub use limits::{FLOOD_WINDOW, HubConfig, MAX_BAN, RateLimit};
 pub use session::{Event, Flow, SessionHandle};
 pub use stats::{Stats, UserInfo};
@@ -43,17 +47,14 @@ pub use wire::Transport;
 
 use crate::audit::{Auditor, Record};
 use crate::clock::LamportClock;
-use crate::pb::chat_message::Kind;
 use crate::state::{Keeper, Restored};
 use bans::Bans;
 use log::{Form, RoomLog};
-use outbox::{Ending, Outbox, OutboxReader};
-use rules::SERVER_NAME;
+use outbox::{Outbox, OutboxReader};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use wire::Delivery;
 
 /// Whom an operator means.
 #[derive(Debug, Clone, Copy)]
@@ -117,8 +118,8 @@ struct Session {
 
 /// The time of one listing: the hub's monotonic time and the wall clock at that moment, to show
 /// the sessions' times as dates.
-#[derive(Clone, Copy)]
-struct Shown {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shown {
     now: Instant,
     wall: std::time::SystemTime,
 }
@@ -390,372 +391,6 @@ impl Hub {
         r
     }
 
-    /// Admits a participant into the room and announces it to everyone, itself included.
-    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<u64, SessionError> {
-        rules::check_username(req.username)?;
-        let key = rules::fold(req.username);
-        let mut state = self.lock();
-        if state.closing {
-            return Err(SessionError::ShuttingDown);
-        }
-        let now = req.now;
-        if let Some(left) = state.bans.check(&key, now) {
-            // Rounded up, so never "another 0 s"; a whole number of seconds stays itself.
-            let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            return Err(SessionError::Banned {
-                name: req.username.to_owned(),
-                seconds,
-            });
-        }
-        if state.names.contains_key(&key) {
-            return Err(SessionError::NameTaken(req.username.to_owned()));
-        }
-        if state.sessions.len() >= self.config.max_participants {
-            return Err(SessionError::Full(self.config.max_participants));
-        }
-        // The welcome takes the first time, the join the next: the session's first frame is
-        // its welcome, and its own join follows with a later time.
-        let welcomed = self.clock.observe(req.timestamp);
-        let lamport = self.clock.tick();
-        let id = self.next_id();
-        let pos = state.sessions.len();
-        state.index.insert(id, pos);
-        state.names.insert(key.clone(), id);
-        state.room += 1;
-        if req.transport == Transport::Grpc {
-            state.room_grpc += 1;
-        }
-        state.by_transport[req.transport.index()] += 1;
-        // In the room from here: its own join is the first broadcast it reads.
-        let room_from = req.outbox.enter_room();
-        state.sessions.push(Session {
-            id,
-            name: req.username.to_owned(),
-            key,
-            transport: req.transport,
-            peer: Arc::clone(req.peer),
-            outbox: req.outbox.clone(),
-            in_room: true,
-            room_from,
-            connected_at: req.connected_at,
-            joined_lamport: lamport,
-            sent: 0,
-            received: 0,
-            last_active: now,
-            bucket: Bucket::new(self.config.rate, now),
-        });
-        self.stats.joins.fetch_add(1, Ordering::Relaxed);
-        // Pushed before the join is appended, so it comes first.
-        let frame = wire::welcome(welcomed, id, state.room, &self.config, req.transport);
-        self.deliver_to(&mut state, pos, frame);
-        if self.audit.enabled() {
-            let s = &state.sessions[state.index[&id]];
-            self.audit.record(self.audit_for(s, lamport, "join"));
-        }
-        let text = format!(
-            "Participant {} joined Chitty-Chat at Lamport time {lamport}",
-            req.username
-        );
-        let room = state.room;
-        self.broadcast(
-            &mut state,
-            &Delivery {
-                lamport,
-                kind: Kind::Join,
-                from: SERVER_NAME,
-                sender_id: id,
-                recipient_id: 0,
-                subject: req.username,
-                text: &text,
-                participants: room,
-            },
-        );
-        self.settle(&mut state);
-        Ok(id)
-    }
-
-    /// Registers a direct-message-only session (a WebSocket user without a username): it gets
-    /// its id from the one sequence and a welcome frame carrying it, but no broadcasts.
-    pub(crate) fn connect_direct(
-        &self,
-        transport: Transport,
-        peer: &Arc<str>,
-        outbox: &Outbox,
-        connected_at: Instant,
-    ) -> Result<u64, SessionError> {
-        let mut state = self.lock();
-        if state.closing {
-            return Err(SessionError::ShuttingDown);
-        }
-        if state.sessions.len() >= self.config.max_participants {
-            return Err(SessionError::Full(self.config.max_participants));
-        }
-        let lamport = self.clock.tick();
-        let id = self.next_id();
-        let now = self.time.now();
-        let pos = state.sessions.len();
-        state.index.insert(id, pos);
-        state.by_transport[transport.index()] += 1;
-        state.sessions.push(Session {
-            id,
-            name: String::new(),
-            key: String::new(),
-            transport,
-            peer: Arc::clone(peer),
-            outbox: outbox.clone(),
-            in_room: false,
-            room_from: 0,
-            connected_at,
-            joined_lamport: lamport,
-            sent: 0,
-            received: 0,
-            last_active: now,
-            bucket: Bucket::new(self.config.rate, now),
-        });
-        self.stats.joins.fetch_add(1, Ordering::Relaxed);
-        if self.audit.enabled() {
-            self.audit
-                .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
-        }
-        let frame = wire::welcome(lamport, id, state.room, &self.config, transport);
-        self.deliver_to(&mut state, pos, frame);
-        self.settle(&mut state);
-        Ok(id)
-    }
-
-    /// Input a transport could not even parse (malformed JSON, a binary frame): refused with a
-    /// private error like any other bad input, so it is audited and takes its place in the order.
-    pub(crate) fn refuse(&self, id: u64, timestamp: u64, why: &str, recipient: u64) {
-        let mut state = self.lock();
-        let Some(&pos) = state.index.get(&id) else {
-            return;
-        };
-        let lamport = self.clock.observe(timestamp);
-        self.refuse_text(&mut state, pos, lamport, recipient, why, "");
-        self.settle(&mut state);
-    }
-
-    /// A broadcast chat message from session `id`. Text that breaks the rules is refused with a
-    /// private notice to the sender alone, and its session continues.
-    pub(crate) fn message(&self, id: u64, timestamp: u64, text: &str) {
-        let mut state = self.lock();
-        let Some(&pos) = state.index.get(&id) else {
-            return;
-        };
-        let lamport = self.clock.observe(timestamp);
-        let now = self.time.now();
-        if !self.within_rate(&mut state, pos, lamport, now, 0, text) {
-            self.settle(&mut state);
-            return;
-        }
-        let refused = if !state.sessions[pos].in_room {
-            Some(
-                "you are not in the broadcast room (connect with ?username=NAME to join it); \
-                 send direct messages with a recipient_id"
-                    .to_owned(),
-            )
-        } else {
-            rules::check_text(text).err().map(|e| e.to_string())
-        };
-        if let Some(why) = refused {
-            self.refuse_text(&mut state, pos, lamport, 0, &why, text);
-            self.settle(&mut state);
-            return;
-        }
-        let s = &mut state.sessions[pos];
-        s.sent += 1;
-        s.last_active = now;
-        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-        let s = &state.sessions[pos];
-        if self.audit.enabled() {
-            let mut r = self.audit_for(s, lamport, "message");
-            r.len = Some(text.chars().count());
-            r.text = self.audit.with_text().then(|| text.to_owned());
-            self.audit.record(r);
-        }
-        let name = s.name.clone();
-        let room = state.room;
-        self.broadcast(
-            &mut state,
-            &Delivery {
-                lamport,
-                kind: Kind::Message,
-                from: &name,
-                sender_id: id,
-                recipient_id: 0,
-                subject: "",
-                text,
-                participants: room,
-            },
-        );
-        self.settle(&mut state);
-    }
-
-    /// A direct message from session `id` to session `recipient`, whatever their transports.
-    pub(crate) fn direct(&self, id: u64, timestamp: u64, recipient: u64, text: &str) {
-        let mut state = self.lock();
-        let Some(&pos) = state.index.get(&id) else {
-            return;
-        };
-        let lamport = self.clock.observe(timestamp);
-        let now = self.time.now();
-        if !self.within_rate(&mut state, pos, lamport, now, recipient, text) {
-            self.settle(&mut state);
-            return;
-        }
-        if let Err(e) = rules::check_text(text) {
-            self.refuse_text(&mut state, pos, lamport, recipient, &e.to_string(), text);
-            self.settle(&mut state);
-            return;
-        }
-        let Some(&to) = state.index.get(&recipient) else {
-            let why = format!("user {recipient} is not connected");
-            self.refuse_text(&mut state, pos, lamport, recipient, &why, text);
-            self.settle(&mut state);
-            return;
-        };
-        let s = &mut state.sessions[pos];
-        s.sent += 1;
-        s.last_active = now;
-        self.stats.direct_in.fetch_add(1, Ordering::Relaxed);
-        let (s, r) = (&state.sessions[pos], &state.sessions[to]);
-        if self.audit.enabled() {
-            let mut rec = self.audit_for(s, lamport, "direct");
-            rec.recipient = Some(recipient);
-            rec.recipient_user = (!r.name.is_empty()).then(|| r.name.clone());
-            rec.len = Some(text.chars().count());
-            rec.text = self.audit.with_text().then(|| text.to_owned());
-            self.audit.record(rec);
-        }
-        let delivery = Delivery {
-            lamport,
-            kind: Kind::Direct,
-            from: &s.name,
-            sender_id: id,
-            recipient_id: recipient,
-            subject: "",
-            text,
-            participants: state.room,
-        };
-        let frame = delivery.encode(r.transport);
-        // The sender gets it back with the same time: its proof that the message was accepted
-        // and went to a recipient that was online (one to a user who is not gets an ERROR).
-        let echo = (to != pos).then(|| {
-            if s.transport == r.transport {
-                frame.clone()
-            } else {
-                delivery.encode(s.transport)
-            }
-        });
-        self.deliver_to(&mut state, to, frame);
-        if let Some(echo) = echo {
-            self.deliver_to(&mut state, pos, echo);
-        }
-        self.settle(&mut state);
-    }
-
-    /// Who is online, for session `id` alone (kind ROSTER): sequenced like any event, so it
-    /// lists exactly the joins and leaves it comes after. It counts against the session's rate
-    /// limit, since it costs more than a message.
-    pub(crate) fn roster(&self, id: u64, timestamp: u64) {
-        let mut state = self.lock();
-        let Some(&pos) = state.index.get(&id) else {
-            return;
-        };
-        let lamport = self.clock.observe(timestamp);
-        let now = self.time.now();
-        if !self.within_rate(&mut state, pos, lamport, now, 0, "") {
-            self.settle(&mut state);
-            return;
-        }
-        let mut listed: Vec<wire::Listed<'_>> = state
-            .sessions
-            .iter()
-            .map(|s| wire::Listed {
-                id: s.id,
-                name: &s.name,
-                transport: s.transport,
-            })
-            .collect();
-        listed.sort_unstable_by_key(|l| l.id);
-        listed.truncate(wire::MAX_ROSTER);
-        let frame = wire::roster(lamport, &listed, state.room, state.sessions[pos].transport);
-        self.deliver_to(&mut state, pos, frame);
-        self.settle(&mut state);
-    }
-
-    /// Applies the session's token bucket at hub time `now`. Returns false when the message must
-    /// not go on: it was refused with a private notice, or the session was disconnected for
-    /// flooding.
-    fn within_rate(
-        &self,
-        state: &mut State,
-        pos: usize,
-        lamport: u64,
-        now: Instant,
-        recipient: u64,
-        text: &str,
-    ) -> bool {
-        let limit = self.config.rate;
-        if limit.is_none() {
-            return true;
-        }
-        match state.sessions[pos].bucket.take(limit, now) {
-            Verdict::Pass => true,
-            Verdict::Refuse => {
-                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let l = limit.unwrap_or_default();
-                let why = format!(
-                    "rate limit: at most {} messages per second (bursts of {}); message dropped",
-                    l.per_second, l.burst
-                );
-                self.refuse_text(state, pos, lamport, recipient, &why, text);
-                false
-            }
-            Verdict::Flood(n) => {
-                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                self.stats.flood_disconnects.fetch_add(1, Ordering::Relaxed);
-                let err = SessionError::Flooding(n);
-                state.sessions[pos].outbox.end(Ending::Error(err.clone()));
-                self.remove(state, pos, lamport, &LeaveReason::Violation(err.reason()));
-                false
-            }
-        }
-    }
-
-    /// Refuses input privately: a SERVER notice of kind ERROR to the sender alone.
-    fn refuse_text(
-        &self,
-        state: &mut State,
-        pos: usize,
-        lamport: u64,
-        recipient: u64,
-        why: &str,
-        text: &str,
-    ) {
-        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        let s = &state.sessions[pos];
-        if self.audit.enabled() {
-            let mut r = self.audit_for(s, lamport, "reject");
-            r.reason = Some(why.to_owned());
-            r.len = (!text.is_empty()).then(|| text.chars().count());
-            r.recipient = (recipient != 0).then_some(recipient);
-            self.audit.record(r);
-        }
-        let frame = Delivery {
-            lamport,
-            kind: Kind::Error,
-            from: SERVER_NAME,
-            sender_id: 0,
-            recipient_id: recipient,
-            subject: "",
-            text: why,
-            participants: state.room,
-        }
-        .encode(s.transport);
-        self.deliver_to(state, pos, frame);
-    }
-
     /// Records input refused before or outside a session (a failed join, a protocol violation).
     pub(crate) fn record_violation(
         &self,
@@ -786,19 +421,6 @@ impl Hub {
             r.reason = Some(format!("{}: {err}", err.reason()));
             self.audit.record(r);
         }
-    }
-
-    /// Removes session `id`; its leave is announced to everyone left. Returns false if it was
-    /// already gone, so each participant leaves exactly once however many paths try.
-    pub(crate) fn leave(&self, id: u64, reason: LeaveReason, timestamp: u64) -> bool {
-        let mut state = self.lock();
-        let Some(&pos) = state.index.get(&id) else {
-            return false;
-        };
-        let lamport = self.clock.observe(timestamp);
-        self.remove(&mut state, pos, lamport, &reason);
-        self.settle(&mut state);
-        true
     }
 }
 

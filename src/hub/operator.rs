@@ -1,9 +1,10 @@
 //! What an operator does to the hub (through the admin service or a signal): kick a session
 //! (and ban its name), list and lift bans, announce something to everyone, shut down.
 
+use super::apply::Accepted;
 use super::outbox::Ending;
 use super::wire::Delivery;
-use super::{BanInfo, Hub, LeaveReason, SessionError, State, Target, UserInfo, notice, rules};
+use super::{BanInfo, Hub, SessionError, Target, UserInfo, notice};
 use crate::audit::Record;
 use crate::pb::chat_message::Kind;
 use std::sync::atomic::Ordering;
@@ -19,42 +20,17 @@ impl Hub {
         ban: Option<Duration>,
         actor: &str,
     ) -> Option<UserInfo> {
-        let key = match who {
-            Target::Name(name) => rules::fold(name),
-            Target::Id(_) => String::new(),
-        };
         let mut state = self.lock();
-        let id = match who {
-            Target::Name(_) => *state.names.get(&key)?,
-            Target::Id(id) => id,
+        let event = Accepted::Kick {
+            target: who,
+            reason,
+            ban,
+            actor,
+            at: self.shown(),
         };
-        let &pos = state.index.get(&id)?;
-        let name = state.sessions[pos].name.clone();
-        let s = &state.sessions[pos];
-        let at = self.shown();
-        let info = s.info(self.log.head(), at);
-        let lamport = self.clock.tick();
-        self.stats.kicks.fetch_add(1, Ordering::Relaxed);
-        if self.audit.enabled() {
-            let mut r = self.audit_for(s, lamport, "kick");
-            r.reason = Some(reason.to_owned());
-            r.actor = Some(actor.to_owned());
-            r.count = ban.map(|d| d.as_secs());
-            self.audit.record(r);
-        }
-        if let Some(ban) = ban.filter(|_| !name.is_empty()) {
-            state.bans.insert(&name, ban, at.now, reason, actor);
-            self.save_bans(&mut state);
-        }
-        let lamport = self.clock.tick();
-        self.remove(
-            &mut state,
-            pos,
-            lamport,
-            &LeaveReason::Kick(reason.to_owned()),
-        );
+        let kicked = self.apply(&mut state, event);
         self.settle(&mut state);
-        Some(info)
+        kicked.kicked()
     }
 
     /// The bans in force, soonest to end first.
@@ -66,52 +42,21 @@ impl Hub {
     /// Lifts the ban on `name` (any form of it: `Bob` lifts a ban on `bob`); `None` if there is
     /// none in force. `actor` says who did it, for the audit trail.
     pub fn unban(&self, name: &str, actor: &str) -> Option<BanInfo> {
-        let key = rules::fold(name);
         let mut state = self.lock();
-        let at = self.shown();
-        let lifted = state.bans.remove(&key, at.now, at.wall)?;
-        let lamport = self.clock.tick();
-        if self.audit.enabled() {
-            let mut r = Record::new(lamport, "unban");
-            r.user = Some(lifted.name.clone());
-            r.actor = Some(actor.to_owned());
-            r.count = Some(
-                lifted
-                    .until
-                    .duration_since(at.wall)
-                    .unwrap_or_default()
-                    .as_secs(),
-            );
-            self.audit.record(r);
-        }
-        self.save_bans(&mut state);
-        Some(lifted)
-    }
-
-    /// Hands the ban set to the state thread, under the lock, so that sets are saved in the
-    /// order of the changes.
-    fn save_bans(&self, state: &mut State) {
-        if self.keeper.path().is_some() {
-            let at = self.shown();
-            self.keeper.save_bans(state.bans.saved(at.now, at.wall));
-        }
+        let event = Accepted::Unban {
+            name,
+            actor,
+            at: self.shown(),
+        };
+        self.apply(&mut state, event).unbanned()
     }
 
     /// A SERVER notice to everyone in the room; returns its Lamport time.
     pub fn announce(&self, text: &str, actor: &str) -> u64 {
         let mut state = self.lock();
-        let lamport = self.clock.tick();
-        if self.audit.enabled() {
-            let mut r = Record::new(lamport, "announce");
-            r.actor = Some(actor.to_owned());
-            r.len = Some(text.chars().count());
-            r.text = Some(text.to_owned());
-            self.audit.record(r);
-        }
-        let room = state.room;
-        self.broadcast(&mut state, &notice(lamport, text, room));
+        let announced = self.apply(&mut state, Accepted::Announce { text, actor });
         self.settle(&mut state);
-        lamport
+        announced.announced()
     }
 
     /// Begins shutdown: refuses new sessions, tells every session (a message of kind SHUTDOWN,

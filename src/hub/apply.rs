@@ -1,0 +1,688 @@
+//! The deterministic half of every hub operation: [`Accepted`], an event its origin has already
+//! decided to let in, and [`Hub::apply`], which gives it its Lamport time, its id and its place
+//! in the room, and delivers its frames.
+//!
+//! Each operation is split in two. Its origin (`hub::origin` for what participants send,
+//! `hub::operator` for the admin calls) decides alone what only the node the event entered
+//! through can decide: it reads the hub's time, and checks the text and name rules, the token
+//! bucket and its flood limit, the join deadline (in `session`) and whether the node is shutting
+//! down. What it lets through (or refuses: a refusal is an event too, since its notice takes a
+//! Lamport time and a place in the sender's order) is an `Accepted`: plain values and borrowed
+//! text, with any time the outcome depends on carried inside. `apply` then reads only the hub's
+//! state and the event: `L = max(previous L, client timestamp) + 1` for a participant's event,
+//! `previous L + 1` for an operator's; the next user id; the name table (a join whose folded name
+//! is taken is refused: the first join in order wins); the bans, judged at the time the event
+//! carries; the frames, the room log's append and the audit record. So two hubs in the same state
+//! fed the same events make byte-identical frames, with the same Lamport times, names and ids
+//! (the tests below check it).
+//!
+//! On a single node the two halves run back to back under the one hub lock, with no copy and no
+//! allocation between them: exactly what each operation did before the split. Step 2 of the
+//! cluster (ARCHITECTURE.md, "The cluster") puts the JetStream stream between them: the origin
+//! decides, publishes the `Accepted` as a `ClusterEvent`, and every node, the origin included,
+//! applies the stream in stream order, so the hubs are replicas of one state machine.
+//!
+//! Not yet deterministic across nodes, for step 2b to settle:
+//! - The times events carry are the origin's monotonic `Instant`s (a join's ban check, a kick's
+//!   ban, a session's connection and last activity, the new session's token bucket). They cannot
+//!   cross nodes; the stream's timestamp will replace them. Nothing in `apply` reads the clock
+//!   for a decision; the fan-out histogram (`Hub::broadcast`) reads the system's clock to measure
+//!   its own work, which decides nothing.
+//! - Slow consumers depend on how fast this node's writers read: the overflow rule (`scan`,
+//!   `deliver_to`, `settle`, which runs after `apply` and takes a Lamport time for each removal)
+//!   is local. A node will have to publish its slow consumer's leave instead.
+//! - User ids and the clock start from the node's saved state, so replicas agree only if they
+//!   start from the same values; the plan makes ids the stream sequence of the opening event.
+//! - The participant limit (`--max-participants`) is the node's setting, checked in `apply`.
+//! - A roster takes a Lamport time but is answered by the node alone; a violation reported by a
+//!   transport (`Hub::record_violation`) takes one only when the audit trail is on.
+//! - Every applying node would audit the event; the plan has only its origin do it.
+//! - Shutdown is the node's own and is not split.
+
+use super::outbox::Outbox;
+use super::rules::{self, SERVER_NAME};
+use super::wire::{self, Delivery};
+use super::{
+    BanInfo, Bucket, Hub, LeaveReason, Session, SessionError, Shown, State, Target, Transport,
+    UserInfo,
+};
+use crate::audit::Record;
+use crate::pb::chat_message::Kind;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A new session as its origin opened it.
+#[derive(Clone, Copy)]
+pub(crate) struct Opening<'a> {
+    /// The wire form it reads.
+    pub transport: Transport,
+    /// Its address, for the admin list and the audit trail.
+    pub peer: &'a Arc<str>,
+    /// Where its frames go.
+    pub outbox: &'a Outbox,
+    /// When it connected, in the origin's time.
+    pub connected_at: Instant,
+}
+
+/// An event its origin has let in, with everything `apply` needs and nothing it must look up
+/// elsewhere. Times are the origin's readings (see the module's notes).
+#[derive(Clone)]
+pub(crate) enum Accepted<'a> {
+    /// A join whose name passed the rules.
+    Join {
+        /// The session that joins.
+        opening: Opening<'a>,
+        /// The client's Lamport timestamp.
+        timestamp: u64,
+        /// The name as typed.
+        username: &'a str,
+        /// Its folded form (`rules::fold`), the name table's key.
+        key: String,
+        /// When it was decided: bans are judged at this time.
+        at: Instant,
+    },
+    /// A direct-message-only session (a WebSocket user without a name).
+    Connect {
+        /// The session.
+        opening: Opening<'a>,
+        /// When it was decided.
+        at: Instant,
+    },
+    /// A broadcast within the sender's rate, with text that passed the rules.
+    Message {
+        /// The sender's user id.
+        id: u64,
+        /// The client's Lamport timestamp.
+        timestamp: u64,
+        /// The text.
+        text: &'a str,
+        /// When it was decided (the sender's last activity).
+        at: Instant,
+    },
+    /// A direct message within the sender's rate, with text that passed the rules.
+    Direct {
+        /// The sender's user id.
+        id: u64,
+        /// The client's Lamport timestamp.
+        timestamp: u64,
+        /// The recipient's user id: whether it is connected is decided in order, by `apply`.
+        recipient: u64,
+        /// The text.
+        text: &'a str,
+        /// When it was decided (the sender's last activity).
+        at: Instant,
+    },
+    /// A roster request within the sender's rate.
+    Roster {
+        /// The asker's user id.
+        id: u64,
+        /// The client's Lamport timestamp.
+        timestamp: u64,
+    },
+    /// Input refused at its origin: a private ERROR to the sender alone.
+    Refuse {
+        /// The sender's user id.
+        id: u64,
+        /// The client's Lamport timestamp.
+        timestamp: u64,
+        /// The recipient it named, 0 for none.
+        recipient: u64,
+        /// Why, for the participant.
+        why: Cow<'a, str>,
+        /// The refused text (its length is audited).
+        text: &'a str,
+    },
+    /// A session ends (its own leave, a disconnect, a violation, a flood).
+    Leave {
+        /// Its user id.
+        id: u64,
+        /// The client's Lamport timestamp, 0 when it sent none.
+        timestamp: u64,
+        /// How it left.
+        reason: LeaveReason,
+    },
+    /// An operator removes a session, and may ban its name.
+    Kick {
+        /// Whom.
+        target: Target<'a>,
+        /// Why, for the participant and the trail.
+        reason: &'a str,
+        /// How long the name is banned for, if it is.
+        ban: Option<Duration>,
+        /// Who did it.
+        actor: &'a str,
+        /// When it was decided: the ban counts from here.
+        at: Shown,
+    },
+    /// An operator lifts a ban.
+    Unban {
+        /// Any form of the banned name.
+        name: &'a str,
+        /// Who did it.
+        actor: &'a str,
+        /// When it was decided: a ban that has ended by then is not lifted.
+        at: Shown,
+    },
+    /// An operator's notice to everyone.
+    Announce {
+        /// The text.
+        text: &'a str,
+        /// Who sent it.
+        actor: &'a str,
+    },
+}
+
+/// What applying an event came to, for its origin to answer with.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// A join or a direct-only registration: the new user id, or why it was refused.
+    Opened(Result<u64, SessionError>),
+    /// A leave: whether the session was still there to leave.
+    Left(bool),
+    /// A kick: the session as it was, if there was one.
+    Kicked(Option<UserInfo>),
+    /// An unban: the ban lifted, if one was in force.
+    Unbanned(Option<BanInfo>),
+    /// An announcement, at this Lamport time.
+    Announced(u64),
+    /// Anything else: its frames are out.
+    Done,
+}
+
+impl Applied {
+    /// What a join or a registration came to. Each `Accepted` variant applies as one `Applied`
+    /// variant, so the other arms are never taken.
+    pub(super) fn opened(self) -> Result<u64, SessionError> {
+        match self {
+            Applied::Opened(opened) => opened,
+            other => unreachable!("a join or a registration applied as {other:?}"),
+        }
+    }
+
+    /// Whether a leave found its session.
+    pub(super) fn left(self) -> bool {
+        matches!(self, Applied::Left(true))
+    }
+
+    /// What a kick found.
+    pub(super) fn kicked(self) -> Option<UserInfo> {
+        match self {
+            Applied::Kicked(info) => info,
+            _ => None,
+        }
+    }
+
+    /// What an unban lifted.
+    pub(super) fn unbanned(self) -> Option<BanInfo> {
+        match self {
+            Applied::Unbanned(lifted) => lifted,
+            _ => None,
+        }
+    }
+
+    /// An announcement's Lamport time.
+    pub(super) fn announced(self) -> u64 {
+        match self {
+            Applied::Announced(lamport) => lamport,
+            other => unreachable!("an announcement applied as {other:?}"),
+        }
+    }
+}
+
+impl Hub {
+    /// Applies one accepted event, under the hub lock, then removes whoever it overflowed. This
+    /// is what a replica will run for each event of the stream.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn apply_event(&self, event: Accepted<'_>) -> Applied {
+        let mut state = self.lock();
+        let applied = self.apply(&mut state, event);
+        self.settle(&mut state);
+        applied
+    }
+
+    /// Applies one accepted event: deterministic given the state and the event.
+    pub(super) fn apply(&self, state: &mut State, event: Accepted<'_>) -> Applied {
+        match event {
+            Accepted::Join {
+                opening,
+                timestamp,
+                username,
+                key,
+                at,
+            } => Applied::Opened(self.apply_join(state, opening, timestamp, username, key, at)),
+            Accepted::Connect { opening, at } => {
+                Applied::Opened(self.apply_connect(state, opening, at))
+            }
+            Accepted::Message {
+                id,
+                timestamp,
+                text,
+                at,
+            } => {
+                self.apply_message(state, id, timestamp, text, at);
+                Applied::Done
+            }
+            Accepted::Direct {
+                id,
+                timestamp,
+                recipient,
+                text,
+                at,
+            } => {
+                self.apply_direct(state, id, timestamp, recipient, text, at);
+                Applied::Done
+            }
+            Accepted::Roster { id, timestamp } => {
+                self.apply_roster(state, id, timestamp);
+                Applied::Done
+            }
+            Accepted::Refuse {
+                id,
+                timestamp,
+                recipient,
+                why,
+                text,
+            } => {
+                if let Some(&pos) = state.index.get(&id) {
+                    let lamport = self.clock.observe(timestamp);
+                    self.refuse_text(state, pos, lamport, recipient, &why, text);
+                }
+                Applied::Done
+            }
+            Accepted::Leave {
+                id,
+                timestamp,
+                reason,
+            } => Applied::Left(self.apply_leave(state, id, timestamp, &reason)),
+            Accepted::Kick {
+                target,
+                reason,
+                ban,
+                actor,
+                at,
+            } => Applied::Kicked(self.apply_kick(state, target, reason, ban, actor, at)),
+            Accepted::Unban { name, actor, at } => {
+                Applied::Unbanned(self.apply_unban(state, name, actor, at))
+            }
+            Accepted::Announce { text, actor } => {
+                Applied::Announced(self.apply_announce(state, text, actor))
+            }
+        }
+    }
+
+    /// Admits a participant into the room, if its name is free and not banned at `at`, and
+    /// announces it to everyone, itself included.
+    fn apply_join(
+        &self,
+        state: &mut State,
+        opening: Opening<'_>,
+        timestamp: u64,
+        username: &str,
+        key: String,
+        at: Instant,
+    ) -> Result<u64, SessionError> {
+        if let Some(left) = state.bans.check(&key, at) {
+            // Rounded up, so never "another 0 s"; a whole number of seconds stays itself.
+            let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            return Err(SessionError::Banned {
+                name: username.to_owned(),
+                seconds,
+            });
+        }
+        if state.names.contains_key(&key) {
+            return Err(SessionError::NameTaken(username.to_owned()));
+        }
+        if state.sessions.len() >= self.config.max_participants {
+            return Err(SessionError::Full(self.config.max_participants));
+        }
+        // The welcome takes the first time, the join the next: the session's first frame is
+        // its welcome, and its own join follows with a later time.
+        let welcomed = self.clock.observe(timestamp);
+        let lamport = self.clock.tick();
+        let id = self.next_id();
+        let pos = state.sessions.len();
+        state.index.insert(id, pos);
+        state.names.insert(key.clone(), id);
+        state.room += 1;
+        if opening.transport == Transport::Grpc {
+            state.room_grpc += 1;
+        }
+        state.by_transport[opening.transport.index()] += 1;
+        // In the room from here: its own join is the first broadcast it reads.
+        let room_from = opening.outbox.enter_room();
+        state.sessions.push(Session {
+            id,
+            name: username.to_owned(),
+            key,
+            transport: opening.transport,
+            peer: Arc::clone(opening.peer),
+            outbox: opening.outbox.clone(),
+            in_room: true,
+            room_from,
+            connected_at: opening.connected_at,
+            joined_lamport: lamport,
+            sent: 0,
+            received: 0,
+            last_active: at,
+            bucket: Bucket::new(self.config.rate, at),
+        });
+        self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        // Pushed before the join is appended, so it comes first.
+        let frame = wire::welcome(welcomed, id, state.room, &self.config, opening.transport);
+        self.deliver_to(state, pos, frame);
+        if self.audit.enabled() {
+            let s = &state.sessions[state.index[&id]];
+            self.audit.record(self.audit_for(s, lamport, "join"));
+        }
+        let text = format!("Participant {username} joined Chitty-Chat at Lamport time {lamport}");
+        let room = state.room;
+        self.broadcast(
+            state,
+            &Delivery {
+                lamport,
+                kind: Kind::Join,
+                from: SERVER_NAME,
+                sender_id: id,
+                recipient_id: 0,
+                subject: username,
+                text: &text,
+                participants: room,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Registers a direct-message-only session: an id from the one sequence and a welcome
+    /// carrying it, but no broadcasts.
+    fn apply_connect(
+        &self,
+        state: &mut State,
+        opening: Opening<'_>,
+        at: Instant,
+    ) -> Result<u64, SessionError> {
+        if state.sessions.len() >= self.config.max_participants {
+            return Err(SessionError::Full(self.config.max_participants));
+        }
+        let lamport = self.clock.tick();
+        let id = self.next_id();
+        let pos = state.sessions.len();
+        state.index.insert(id, pos);
+        state.by_transport[opening.transport.index()] += 1;
+        state.sessions.push(Session {
+            id,
+            name: String::new(),
+            key: String::new(),
+            transport: opening.transport,
+            peer: Arc::clone(opening.peer),
+            outbox: opening.outbox.clone(),
+            in_room: false,
+            room_from: 0,
+            connected_at: opening.connected_at,
+            joined_lamport: lamport,
+            sent: 0,
+            received: 0,
+            last_active: at,
+            bucket: Bucket::new(self.config.rate, at),
+        });
+        self.stats.joins.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            self.audit
+                .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
+        }
+        let frame = wire::welcome(lamport, id, state.room, &self.config, opening.transport);
+        self.deliver_to(state, pos, frame);
+        Ok(id)
+    }
+
+    /// A broadcast: encoded once per wire form in use, appended once to the room log.
+    fn apply_message(&self, state: &mut State, id: u64, timestamp: u64, text: &str, at: Instant) {
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        let s = &mut state.sessions[pos];
+        s.sent += 1;
+        s.last_active = at;
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        let s = &state.sessions[pos];
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "message");
+            r.len = Some(text.chars().count());
+            r.text = self.audit.with_text().then(|| text.to_owned());
+            self.audit.record(r);
+        }
+        let name = s.name.clone();
+        let room = state.room;
+        self.broadcast(
+            state,
+            &Delivery {
+                lamport,
+                kind: Kind::Message,
+                from: &name,
+                sender_id: id,
+                recipient_id: 0,
+                subject: "",
+                text,
+                participants: room,
+            },
+        );
+    }
+
+    /// A direct message to its recipient, if connected at this point of the order (else a
+    /// refusal to the sender), and its copy to the sender.
+    fn apply_direct(
+        &self,
+        state: &mut State,
+        id: u64,
+        timestamp: u64,
+        recipient: u64,
+        text: &str,
+        at: Instant,
+    ) {
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        let Some(&to) = state.index.get(&recipient) else {
+            let why = format!("user {recipient} is not connected");
+            self.refuse_text(state, pos, lamport, recipient, &why, text);
+            return;
+        };
+        let s = &mut state.sessions[pos];
+        s.sent += 1;
+        s.last_active = at;
+        self.stats.direct_in.fetch_add(1, Ordering::Relaxed);
+        let (s, r) = (&state.sessions[pos], &state.sessions[to]);
+        if self.audit.enabled() {
+            let mut rec = self.audit_for(s, lamport, "direct");
+            rec.recipient = Some(recipient);
+            rec.recipient_user = (!r.name.is_empty()).then(|| r.name.clone());
+            rec.len = Some(text.chars().count());
+            rec.text = self.audit.with_text().then(|| text.to_owned());
+            self.audit.record(rec);
+        }
+        let delivery = Delivery {
+            lamport,
+            kind: Kind::Direct,
+            from: &s.name,
+            sender_id: id,
+            recipient_id: recipient,
+            subject: "",
+            text,
+            participants: state.room,
+        };
+        let frame = delivery.encode(r.transport);
+        // The sender gets it back with the same time: its proof that the message was accepted
+        // and went to a recipient that was online (one to a user who is not gets an ERROR).
+        let echo = (to != pos).then(|| {
+            if s.transport == r.transport {
+                frame.clone()
+            } else {
+                delivery.encode(s.transport)
+            }
+        });
+        self.deliver_to(state, to, frame);
+        if let Some(echo) = echo {
+            self.deliver_to(state, pos, echo);
+        }
+    }
+
+    /// Who is online, for the asker alone: exactly the joins and leaves before it in the order.
+    fn apply_roster(&self, state: &mut State, id: u64, timestamp: u64) {
+        let Some(&pos) = state.index.get(&id) else {
+            return;
+        };
+        let lamport = self.clock.observe(timestamp);
+        let mut listed: Vec<wire::Listed<'_>> = state
+            .sessions
+            .iter()
+            .map(|s| wire::Listed {
+                id: s.id,
+                name: &s.name,
+                transport: s.transport,
+            })
+            .collect();
+        listed.sort_unstable_by_key(|l| l.id);
+        listed.truncate(wire::MAX_ROSTER);
+        let frame = wire::roster(lamport, &listed, state.room, state.sessions[pos].transport);
+        self.deliver_to(state, pos, frame);
+    }
+
+    /// Refuses input privately: a SERVER notice of kind ERROR to the sender alone.
+    fn refuse_text(
+        &self,
+        state: &mut State,
+        pos: usize,
+        lamport: u64,
+        recipient: u64,
+        why: &str,
+        text: &str,
+    ) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let s = &state.sessions[pos];
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "reject");
+            r.reason = Some(why.to_owned());
+            r.len = (!text.is_empty()).then(|| text.chars().count());
+            r.recipient = (recipient != 0).then_some(recipient);
+            self.audit.record(r);
+        }
+        let frame = Delivery {
+            lamport,
+            kind: Kind::Error,
+            from: SERVER_NAME,
+            sender_id: 0,
+            recipient_id: recipient,
+            subject: "",
+            text: why,
+            participants: state.room,
+        }
+        .encode(s.transport);
+        self.deliver_to(state, pos, frame);
+    }
+
+    /// Removes session `id` and announces its leave; false if it was already gone, so each
+    /// participant leaves exactly once however many paths try.
+    fn apply_leave(
+        &self,
+        state: &mut State,
+        id: u64,
+        timestamp: u64,
+        reason: &LeaveReason,
+    ) -> bool {
+        let Some(&pos) = state.index.get(&id) else {
+            return false;
+        };
+        let lamport = self.clock.observe(timestamp);
+        self.remove(state, pos, lamport, reason);
+        true
+    }
+
+    /// Removes the session `target` names, and bans its name from `at` if asked to.
+    fn apply_kick(
+        &self,
+        state: &mut State,
+        target: Target<'_>,
+        reason: &str,
+        ban: Option<Duration>,
+        actor: &str,
+        at: Shown,
+    ) -> Option<UserInfo> {
+        let id = match target {
+            Target::Name(name) => *state.names.get(&rules::fold(name))?,
+            Target::Id(id) => id,
+        };
+        let &pos = state.index.get(&id)?;
+        let name = state.sessions[pos].name.clone();
+        let s = &state.sessions[pos];
+        let info = s.info(self.log.head(), at);
+        let lamport = self.clock.tick();
+        self.stats.kicks.fetch_add(1, Ordering::Relaxed);
+        if self.audit.enabled() {
+            let mut r = self.audit_for(s, lamport, "kick");
+            r.reason = Some(reason.to_owned());
+            r.actor = Some(actor.to_owned());
+            r.count = ban.map(|d| d.as_secs());
+            self.audit.record(r);
+        }
+        if let Some(ban) = ban.filter(|_| !name.is_empty()) {
+            state.bans.insert(&name, ban, at.now, reason, actor);
+            self.save_bans(state, at);
+        }
+        let lamport = self.clock.tick();
+        self.remove(state, pos, lamport, &LeaveReason::Kick(reason.to_owned()));
+        Some(info)
+    }
+
+    /// Lifts the ban on any form of `name`, if one is in force at `at`.
+    fn apply_unban(
+        &self,
+        state: &mut State,
+        name: &str,
+        actor: &str,
+        at: Shown,
+    ) -> Option<BanInfo> {
+        let lifted = state.bans.remove(&rules::fold(name), at.now, at.wall)?;
+        let lamport = self.clock.tick();
+        if self.audit.enabled() {
+            let mut r = Record::new(lamport, "unban");
+            r.user = Some(lifted.name.clone());
+            r.actor = Some(actor.to_owned());
+            r.count = Some(
+                lifted
+                    .until
+                    .duration_since(at.wall)
+                    .unwrap_or_default()
+                    .as_secs(),
+            );
+            self.audit.record(r);
+        }
+        self.save_bans(state, at);
+        Some(lifted)
+    }
+
+    /// Hands the ban set to the state thread, under the lock, so that sets are saved in the
+    /// order of the changes.
+    fn save_bans(&self, state: &mut State, at: Shown) {
+        if self.keeper.path().is_some() {
+            self.keeper.save_bans(state.bans.saved(at.now, at.wall));
+        }
+    }
+
+    /// A SERVER notice to everyone in the room; returns its Lamport time.
+    fn apply_announce(&self, state: &mut State, text: &str, actor: &str) -> u64 {
+        let lamport = self.clock.tick();
+        if self.audit.enabled() {
+            let mut r = Record::new(lamport, "announce");
+            r.actor = Some(actor.to_owned());
+            r.len = Some(text.chars().count());
+            r.text = Some(text.to_owned());
+            self.audit.record(r);
+        }
+        let room = state.room;
+        self.broadcast(state, &super::notice(lamport, text, room));
+        lamport
+    }
+}
