@@ -15,6 +15,7 @@
 //! tells the state's [`Keeper`] when a reservation runs low (checked as the lock is released)
 //! and hands it the ban set when that changes, without ever waiting for the disk.
 
+mod accepted;
 mod apply;
 #[cfg(test)]
 mod apply_tests;
