@@ -175,20 +175,11 @@ impl Hub {
         // In the room from here: its own join is the first broadcast it reads.
         let room_from = opening.outbox.enter_room();
         state.sessions.push(Session {
-            id,
             name: username.to_owned(),
             key,
-            transport: opening.transport,
-            peer: Arc::clone(opening.peer),
-            outbox: opening.outbox.clone(),
             in_room: true,
             room_from,
-            connected_at: opening.connected_at,
-            joined_lamport: lamport,
-            sent: 0,
-            received: 0,
-            last_active: at,
-            bucket: Bucket::new(self.config.rate, at),
+            ..self.opened(id, opening, lamport, at)
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         // Pushed before the join is appended, so it comes first.
@@ -216,6 +207,27 @@ impl Hub {
         Ok(id)
     }
 
+    /// A session just opened at Lamport time `lamport`, outside the room and without a name (a
+    /// join adds both): what a join and a direct-only registration share.
+    fn opened(&self, id: u64, opening: Opening<'_>, lamport: u64, at: Instant) -> Session {
+        Session {
+            id,
+            name: String::new(),
+            key: String::new(),
+            transport: opening.transport,
+            peer: Arc::clone(opening.peer),
+            outbox: opening.outbox.clone(),
+            in_room: false,
+            room_from: 0,
+            connected_at: opening.connected_at,
+            joined_lamport: lamport,
+            sent: 0,
+            received: 0,
+            last_active: at,
+            bucket: Bucket::new(self.config.rate, at),
+        }
+    }
+
     /// Registers a direct-message-only session: an id from the one sequence and a welcome
     /// carrying it, but no broadcasts.
     fn apply_connect(
@@ -232,22 +244,7 @@ impl Hub {
         let pos = state.sessions.len();
         state.index.insert(id, pos);
         state.by_transport[opening.transport.index()] += 1;
-        state.sessions.push(Session {
-            id,
-            name: String::new(),
-            key: String::new(),
-            transport: opening.transport,
-            peer: Arc::clone(opening.peer),
-            outbox: opening.outbox.clone(),
-            in_room: false,
-            room_from: 0,
-            connected_at: opening.connected_at,
-            joined_lamport: lamport,
-            sent: 0,
-            received: 0,
-            last_active: at,
-            bucket: Bucket::new(self.config.rate, at),
-        });
+        state.sessions.push(self.opened(id, opening, lamport, at));
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         if self.audit.enabled() {
             self.audit

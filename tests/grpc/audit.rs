@@ -11,9 +11,8 @@ async fn every_event_kind_is_audited_in_lamport_order() {
     let server = start(ServerConfig {
         audit: chitty::audit::AuditConfig {
             file: Some(path.clone()),
-            journal: false,
             text: true,
-            queue: 1024,
+            ..Default::default()
         },
         ..config()
     })

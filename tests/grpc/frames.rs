@@ -160,7 +160,6 @@ async fn start_audited(dir: &Path) -> TestServer {
         max_frame: 1024,
         audit: AuditConfig {
             file: Some(dir.join("audit.log")),
-            queue: 1024,
             ..AuditConfig::default()
         },
         ..config()

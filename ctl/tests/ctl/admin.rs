@@ -393,7 +393,6 @@ async fn server_with_state(dir: &Path) -> TestServer {
         state: Some(StateConfig::new(dir.join("state"))),
         audit: AuditConfig {
             file: Some(dir.join("audit.log")),
-            queue: 1024,
             ..AuditConfig::default()
         },
         ..config()

@@ -75,7 +75,6 @@ async fn server_with_admin() -> (TestServer, PathBuf, tempfile::TempDir) {
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         audit: AuditConfig {
             file: Some(audit.clone()),
-            queue: 1024,
             ..AuditConfig::default()
         },
         ..config()
