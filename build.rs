@@ -7,8 +7,10 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chat = "proto/chitty_chat.proto";
     let admin = "proto/chitty_admin.proto";
-    println!("cargo:rerun-if-changed={chat}");
-    println!("cargo:rerun-if-changed={admin}");
+    let cluster = "proto/chitty_cluster.proto";
+    for proto in [chat, admin, cluster] {
+        println!("cargo:rerun-if-changed={proto}");
+    }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
 
     let chat_fds = protox::compile([chat], ["proto"])?;
@@ -23,5 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(chat_fds)?;
 
     tonic_prost_build::configure().compile_fds(protox::compile([admin], ["proto"])?)?;
+    // The nodes' events on the cluster's stream: messages only, no service.
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(protox::compile([cluster], ["proto"])?)?;
     Ok(())
 }

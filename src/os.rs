@@ -52,7 +52,7 @@ pub fn path_error_is_configuration(e: &io::Error) -> bool {
 }
 
 /// CPU time (user + system) and resident memory of a process at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcSample {
     /// User plus system CPU time so far.
     pub cpu: Duration,

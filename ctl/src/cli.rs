@@ -13,8 +13,8 @@ use std::time::Duration;
     version,
     about = "Manage a running chittyd over its admin socket",
     long_about = "Manage a running chittyd: list the connected participants, remove one, list and \
-                  lift bans, read the Lamport clock and the counters, announce something to \
-                  everyone. chittyctl talks \
+                  lift bans, read the Lamport clock and the counters, list a cluster's nodes, \
+                  announce something to everyone. chittyctl talks \
                   to chittyd's admin gRPC service on a Unix socket (mode 0660): root and members \
                   of the socket's group (chitty-admin in the packaged service) may use it. Every \
                   action is recorded in chittyd's audit trail with your uid and pid. Two commands \
@@ -22,7 +22,8 @@ use std::time::Duration;
                   writes a certificate for it.",
     after_help = "Exit status: 0 success, 1 other failure, 2 usage error (also a request chittyd \
                   refuses as invalid), 3 chittyd cannot be reached (not running, wrong socket, \
-                  no permission), 4 no such participant or ban."
+                  no permission), 4 no such participant or ban, 5 not part of a cluster \
+                  (`cluster` on a single chittyd)."
 )]
 pub struct CtlCli {
     /// chittyd's admin socket.
@@ -57,8 +58,9 @@ impl CtlCli {
 /// chittyctl's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum CtlCommand {
-    /// List every connected participant: id, name, transport, address, since when, Lamport time
-    /// of its join, messages sent and received, backlog, idle time.
+    /// List every connected participant: id, name, in a cluster the node it is connected to,
+    /// transport, address, since when, Lamport time of its join, messages sent and received,
+    /// backlog, idle time. In a cluster, every node's participants are listed.
     Users,
     /// Remove a participant: its stream ends with the reason, everyone sees it leave, and the
     /// audit trail records who did it.
@@ -81,8 +83,14 @@ pub enum CtlCommand {
         /// The banned name.
         name: String,
     },
-    /// Show the Lamport clock, uptime, participants and events processed.
+    /// Show the Lamport clock, uptime, participants and events processed; in a cluster, also
+    /// this node, the last stream sequence it applied and its lag behind the stream.
     Clock,
+    /// List the cluster's nodes as this node knows them: name, address, participants, when each
+    /// was last heard from, this node's lag behind the stream, and each node's state (this node:
+    /// serving or not serving; the others: alive, or silent for longer than the node timeout).
+    /// Fails with exit status 5 on a chittyd that is not part of a cluster.
+    Cluster,
     /// Show the counters: connections, messages, deliveries, slow consumers, rejections, audit,
     /// and connections refused at the chat port (per-address limits, handshake timeouts, TLS).
     Stats,

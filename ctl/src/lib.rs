@@ -7,6 +7,7 @@
 //! the library, so chittyd links neither.
 
 pub mod cli;
+mod nodes;
 pub mod tls_cert;
 
 use chitty::pb::admin::{self as pb, admin_client::AdminClient};
@@ -37,6 +38,9 @@ pub enum CtlError {
     /// chittyd refused the request as invalid.
     #[error("{0}")]
     Invalid(String),
+    /// chittyd cannot do it as it is configured (`cluster` on a single node).
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else.
     #[error("{0}")]
     Failed(String),
@@ -50,6 +54,7 @@ impl CtlError {
             CtlError::Invalid(_) => 2,
             CtlError::Unreachable { .. } => 3,
             CtlError::NotFound(_) => 4,
+            CtlError::Unsupported(_) => 5,
         }
     }
 }
@@ -59,6 +64,12 @@ impl From<tonic::Status> for CtlError {
         match s.code() {
             tonic::Code::NotFound => CtlError::NotFound(s.message().to_owned()),
             tonic::Code::InvalidArgument => CtlError::Invalid(s.message().to_owned()),
+            tonic::Code::FailedPrecondition => CtlError::Unsupported(s.message().to_owned()),
+            // The action may still happen (chittyd says so in its message): not "answered
+            // Unavailable", which would read as chittyd being down.
+            tonic::Code::Unavailable => {
+                CtlError::Failed(format!("chittyd could not confirm it: {}", s.message()))
+            }
             _ => CtlError::Failed(format!("chittyd answered {:?}: {}", s.code(), s.message())),
         }
     }
@@ -151,9 +162,9 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
     if let CtlCommand::Bench(args) = &cli.command {
         return bench::run(args, cli.json, out).await.map_err(|e| match e {
             bench::BenchError::Usage(m) => CtlError::Invalid(m),
-            bench::BenchError::Connect(m) => CtlError::Unreachable {
-                path: PathBuf::from(&args.target),
-                why: m,
+            bench::BenchError::Connect { target, why } => CtlError::Unreachable {
+                path: PathBuf::from(target),
+                why,
             },
             bench::BenchError::Refused(m) => CtlError::Failed(m),
             e => CtlError::Failed(e.to_string()),
@@ -249,24 +260,14 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
         }
         CtlCommand::Clock => {
             let c = admin.clock(pb::ClockRequest {}).await?.into_inner();
-            if cli.json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"lamport": c.lamport, "uptime_seconds": c.uptime_seconds,
-                           "participants": c.participants, "events": c.events})
-                )
-            } else {
-                write_pairs(
-                    out,
-                    &[
-                        ("Lamport time", c.lamport.to_string()),
-                        ("Uptime", human(Duration::from_secs(c.uptime_seconds))),
-                        ("Participants", c.participants.to_string()),
-                        ("Events", c.events.to_string()),
-                    ],
-                )
-            }
+            print_clock(&c, cli.json, out)
+        }
+        CtlCommand::Cluster => {
+            let nodes = admin
+                .list_nodes(pb::ListNodesRequest {})
+                .await?
+                .into_inner();
+            nodes::print(&nodes, cli.json, out)
         }
         CtlCommand::Stats => {
             let s = admin.stats(pb::StatsRequest {}).await?.into_inner();
@@ -306,6 +307,34 @@ pub async fn run(cli: &CtlCli, out: &mut impl Write) -> Result<(), CtlError> {
         }
         _ => Ok(()),
     }
+}
+
+fn print_clock(c: &pb::ClockResponse, json: bool, out: &mut impl Write) -> io::Result<()> {
+    let lag = Duration::from_micros(c.lag_micros);
+    if json {
+        return writeln!(
+            out,
+            "{}",
+            json!({"lamport": c.lamport, "uptime_seconds": c.uptime_seconds,
+                   "participants": c.participants, "events": c.events, "node": c.node,
+                   "applied_seq": c.applied_seq, "pending": c.pending,
+                   "lag_seconds": lag.as_secs_f64()})
+        );
+    }
+    let mut pairs = vec![
+        ("Lamport time", c.lamport.to_string()),
+        ("Uptime", human(Duration::from_secs(c.uptime_seconds))),
+        ("Participants", c.participants.to_string()),
+        ("Events", c.events.to_string()),
+    ];
+    if !c.node.is_empty() {
+        pairs.extend([
+            ("Node", c.node.clone()),
+            ("Applied sequence", c.applied_seq.to_string()),
+            ("Lag", nodes::lag(c.pending, lag)),
+        ]);
+    }
+    write_pairs(out, &pairs)
 }
 
 /// chittyd's warning about an action that took effect but is not saved yet, on stderr.
@@ -407,34 +436,44 @@ fn print_users(users: &[pb::User], json: bool, out: &mut impl Write) -> io::Resu
                     "received": u.messages_received,
                     "backlog": u.backlog,
                     "last_activity": rfc3339(u.last_activity_ms),
+                    "node": u.node,
                 })
             })
             .collect();
         return writeln!(out, "{}", serde_json::Value::Array(list));
     }
-    let mut rows = vec![
-        [
-            "ID",
-            "NAME",
-            "TRANSPORT",
-            "PEER",
-            "CONNECTED",
-            "JOINED",
-            "SENT",
-            "RECEIVED",
-            "BACKLOG",
-            "IDLE",
-        ]
-        .map(str::to_owned),
-    ];
+    // The NODE column only in a cluster: a single chittyd's participants have no node.
+    let clustered = users.iter().any(|u| !u.node.is_empty());
+    let node = |cell: String| clustered.then_some(cell);
+    let header = ["ID", "NAME"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(node("NODE".to_owned()))
+        .chain(
+            [
+                "TRANSPORT",
+                "PEER",
+                "CONNECTED",
+                "JOINED",
+                "SENT",
+                "RECEIVED",
+                "BACKLOG",
+                "IDLE",
+            ]
+            .map(str::to_owned),
+        );
+    let mut rows = vec![header.collect::<Vec<_>>()];
     for u in users {
-        rows.push([
+        let mut row = vec![
             u.id.to_string(),
             if u.username.is_empty() {
                 "-".to_owned()
             } else {
                 u.username.clone()
             },
+        ];
+        row.extend(node(u.node.clone()));
+        row.extend([
             u.transport.clone(),
             u.peer.clone(),
             ago(u.connected_since_ms),
@@ -444,23 +483,26 @@ fn print_users(users: &[pb::User], json: bool, out: &mut impl Write) -> io::Resu
             u.backlog.to_string(),
             ago(u.last_activity_ms),
         ]);
+        rows.push(row);
     }
     write_table(out, &rows)?;
     writeln!(out, "{} connected", users.len())
 }
 
 /// Writes rows with every column padded to its widest cell.
-fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> io::Result<()> {
-    let mut widths = [0; N];
+fn write_table<R: AsRef<[String]>>(out: &mut impl Write, rows: &[R]) -> io::Result<()> {
+    let n = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0; n];
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.chars().count());
         }
     }
     for row in rows {
+        let row = row.as_ref();
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == N {
+        for (i, (cell, &w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}  "));

@@ -30,6 +30,8 @@ pub fn emit(r: &Record) {
         CHITTY_RECIPIENT_USER = r.recipient_user.as_deref(),
         CHITTY_ACTOR = r.actor.as_deref(),
         CHITTY_COUNT = r.count,
+        CHITTY_NODE = r.node.as_deref(),
+        CHITTY_SEQ = r.seq,
         "{}",
         r.summary()
     );

@@ -48,6 +48,13 @@ pub struct Record {
     /// A count: records dropped (audit_dropped), participants (shutdown), ban seconds (kick).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// In a cluster, the node the event entered through (the one that audits it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// In a cluster, the event's stream sequence: its place in the one order, to merge the
+    /// nodes' trails by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

@@ -3,9 +3,8 @@
 //! what exists cannot serve, naming every difference), and the link's health: lost, then back
 //! (with the stream and the bucket checked again) as the NATS client reports it.
 //!
-//! This is the groundwork of the cluster (ARCHITECTURE.md, "The cluster"): the hub is not yet
-//! replicated through the stream, so a node with `--cluster` still serves its own participants
-//! as a single node, and says so at start.
+//! The replication itself is `replication` (publisher, applier, membership, snapshots, grace)
+//! and, transport-free, `hub::replica`; ARCHITECTURE.md, "The cluster", has the whole picture.
 //!
 //! nats-server 2.9 (Debian 12's) and current releases are both supported. What 2.9 changes for
 //! the client: its account information cannot be read by async-nats, so `query_account` and
@@ -14,6 +13,8 @@
 //! features stay off: they add fields that only newer servers know.
 
 mod names;
+pub mod replication;
+mod stats;
 pub mod stream;
 
 pub use names::{NatsUrls, cluster_name, node_from_host, node_name};
@@ -57,7 +58,7 @@ impl From<Storage> for jetstream::stream::StorageType {
 pub struct ClusterConfig {
     /// The NATS servers.
     pub urls: NatsUrls,
-    /// This node's name (its subjects and keys, in step 2).
+    /// This node's name: its subject `<cluster>.ev.<node>`, and what the other nodes call it.
     pub node: String,
     /// The cluster's name: the stream `<name>` (subjects `<name>.>`) and the bucket `<name>`.
     pub name: String,
@@ -183,7 +184,7 @@ pub struct Cluster {
     config: ClusterConfig,
     client: async_nats::Client,
     jetstream: jetstream::Context,
-    /// The state bucket (snapshots, node records), for step 2.
+    /// The state bucket (the snapshot a late node starts from).
     bucket: kv::Store,
     /// What the client's event callback last said about the connection.
     link: watch::Receiver<Link>,
@@ -223,7 +224,7 @@ impl Cluster {
         &self.config
     }
 
-    /// The JetStream context, for the replication of step 2 and for tests.
+    /// The JetStream context, for the replication and for tests.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.jetstream
     }

@@ -13,9 +13,9 @@ pub struct ClusterArgs {
     /// Join a cluster of chittyd nodes through NATS JetStream at these servers
     /// (nats://HOST:PORT, comma-separated; tls://HOST:PORT for TLS). chittyd connects, creates
     /// the stream and the state bucket when missing, and refuses to start when what exists
-    /// cannot serve. Not yet replicated: a node with --cluster still serves its own
-    /// participants only (README, "Running a cluster"). Without it chittyd is a single node and
-    /// needs no NATS.
+    /// cannot serve. Every node serves the one room, in one order, replicated through the
+    /// stream (README, "Running a cluster"). Without it chittyd is a single node and needs no
+    /// NATS.
     #[arg(long, env = "CHITTY_CLUSTER", value_name = "URLS")]
     pub cluster: Option<NatsUrls>,
 

@@ -1,7 +1,7 @@
 //! What passes between the two halves of a hub operation (`hub::apply`): [`Accepted`], an event
 //! its origin has decided to let in, carrying everything `apply` needs as plain values and
 //! borrowed text, and [`Applied`], what applying it came to, for the origin to answer with. In
-//! step 2 of the cluster an `Accepted` is what a node publishes to the stream.
+//! a cluster an `Accepted` is what a node publishes to the stream (`hub::replica`).
 
 use super::outbox::Outbox;
 use super::{BanInfo, LeaveReason, SessionError, Shown, Target, Transport, UserInfo};
@@ -16,8 +16,8 @@ pub(crate) struct Opening<'a> {
     pub transport: Transport,
     /// Its address, for the admin list and the audit trail.
     pub peer: &'a Arc<str>,
-    /// Where its frames go.
-    pub outbox: &'a Outbox,
+    /// Where its frames go: `None` for a session of another node, which delivers them.
+    pub outbox: Option<&'a Outbox>,
     /// When it connected, in the origin's time.
     pub connected_at: Instant,
 }
@@ -87,8 +87,8 @@ pub(crate) enum Accepted<'a> {
         recipient: u64,
         /// Why, for the participant.
         why: Cow<'a, str>,
-        /// The refused text (its length is audited).
-        text: &'a str,
+        /// The refused text's length in characters (audited).
+        chars: usize,
     },
     /// A session ends (its own leave, a disconnect, a violation, a flood).
     Leave {

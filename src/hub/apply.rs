@@ -17,28 +17,17 @@
 //! (the tests below check it).
 //!
 //! On a single node the two halves run back to back under the one hub lock, with no copy and no
-//! allocation between them: exactly what each operation did before the split. Step 2 of the
-//! cluster (ARCHITECTURE.md, "The cluster") puts the JetStream stream between them: the origin
-//! decides, publishes the `Accepted` as a `ClusterEvent`, and every node, the origin included,
-//! applies the stream in stream order, so the hubs are replicas of one state machine.
-//!
-//! Not yet deterministic across nodes, for step 2b to settle:
-//! - The times events carry are the origin's monotonic `Instant`s (a join's ban check, a kick's
-//!   ban, a session's connection and last activity, the new session's token bucket). They cannot
-//!   cross nodes; the stream's timestamp will replace them. Nothing in `apply` reads the clock
-//!   for a decision; the fan-out histogram (`Hub::broadcast`) reads the system's clock to measure
-//!   its own work, which decides nothing.
-//! - Slow consumers depend on how fast this node's writers read: the overflow rule (`scan`,
-//!   `deliver_to`, `settle`, which runs after `apply` and takes a Lamport time for each removal)
-//!   is local. A node will have to publish its slow consumer's leave instead.
-//! - User ids and the clock start from the node's saved state, so replicas agree only if they
-//!   start from the same values; the plan makes ids the stream sequence of the opening event.
-//! - The participant limit (`--max-participants`) is the node's setting, checked in `apply`.
-//! - A roster takes a Lamport time but is answered by the node alone; a violation reported by a
-//!   transport (`Hub::record_violation`) takes one only when the audit trail is on.
-//! - Every applying node would audit the event; the plan has only its origin do it.
-//! - Shutdown is the node's own and is not split.
+//! allocation between them: exactly what each operation did before the split. In a cluster
+//! (`hub::replica`, ARCHITECTURE.md, "The cluster") the JetStream stream is between them: the
+//! origin decides and publishes the `Accepted` as a `ClusterEvent`, and every node, the origin
+//! included, applies the stream in stream order, so the hubs are replicas of one state machine.
+//! What differs in a cluster, so that replicas agree: a session's id is the stream sequence of
+//! its opening event (`Hub::new_id`); the times events carry come from the origin's wall clock
+//! in the event; the participant limit is checked at the origin; a slow consumer's removal is
+//! asked of the stream (`settle`); only the origin audits. The fan-out histogram
+//! (`Hub::broadcast`) reads the system's clock to measure its own work, which decides nothing.
 
+use super::outbox::Outbox;
 use super::rules::{self, SERVER_NAME};
 use super::wire::{self, Delivery};
 use super::{
@@ -105,11 +94,11 @@ impl Hub {
                 timestamp,
                 recipient,
                 why,
-                text,
+                chars,
             } => {
                 if let Some(&pos) = state.index.get(&id) {
                     let lamport = self.clock.observe(timestamp);
-                    self.refuse_text(state, pos, lamport, recipient, &why, text);
+                    self.refuse_text(state, pos, lamport, recipient, &why, chars);
                 }
                 Applied::Done
             }
@@ -156,38 +145,42 @@ impl Hub {
         if state.names.contains_key(&key) {
             return Err(SessionError::NameTaken(username.to_owned()));
         }
-        if state.sessions.len() >= self.config.max_participants {
+        // In a cluster each node holds its own participants to the limit, as it admits them.
+        if !state.cluster.replicated() && state.sessions.len() >= self.config.max_participants {
             return Err(SessionError::Full(self.config.max_participants));
         }
         // The welcome takes the first time, the join the next: the session's first frame is
         // its welcome, and its own join follows with a later time.
         let welcomed = self.clock.observe(timestamp);
         let lamport = self.clock.tick();
-        let id = self.next_id();
+        let id = self.new_id(state);
         let pos = state.sessions.len();
         state.index.insert(id, pos);
         state.names.insert(key.clone(), id);
         state.room += 1;
-        if opening.transport == Transport::Grpc {
-            state.room_grpc += 1;
+        if opening.outbox.is_some() {
+            match opening.transport {
+                Transport::Grpc => state.room_grpc += 1,
+                Transport::WebSocket => state.room_json += 1,
+            }
+            state.by_transport[opening.transport.index()] += 1;
         }
-        state.by_transport[opening.transport.index()] += 1;
         // In the room from here: its own join is the first broadcast it reads.
-        let room_from = opening.outbox.enter_room();
+        let room_from = opening.outbox.map_or(0, Outbox::enter_room);
         state.sessions.push(Session {
             name: username.to_owned(),
             key,
             in_room: true,
             room_from,
-            ..self.opened(id, opening, lamport, at)
+            ..self.opened(state, id, opening, lamport, at)
         });
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
         // Pushed before the join is appended, so it comes first.
         let frame = wire::welcome(welcomed, id, state.room, &self.config, opening.transport);
         self.deliver_to(state, pos, frame);
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let s = &state.sessions[state.index[&id]];
-            self.audit.record(self.audit_for(s, lamport, "join"));
+            self.audited(state, self.audit_for(s, lamport, "join"));
         }
         let text = format!("Participant {username} joined Chitty-Chat at Lamport time {lamport}");
         let room = state.room;
@@ -209,14 +202,23 @@ impl Hub {
 
     /// A session just opened at Lamport time `lamport`, outside the room and without a name (a
     /// join adds both): what a join and a direct-only registration share.
-    fn opened(&self, id: u64, opening: Opening<'_>, lamport: u64, at: Instant) -> Session {
+    pub(super) fn opened(
+        &self,
+        state: &State,
+        id: u64,
+        opening: Opening<'_>,
+        lamport: u64,
+        at: Instant,
+    ) -> Session {
         Session {
             id,
             name: String::new(),
             key: String::new(),
             transport: opening.transport,
             peer: Arc::clone(opening.peer),
-            outbox: opening.outbox.clone(),
+            outbox: opening.outbox.cloned(),
+            origin: state.cluster.applying.origin,
+            leaving: false,
             in_room: false,
             room_from: 0,
             connected_at: opening.connected_at,
@@ -236,19 +238,24 @@ impl Hub {
         opening: Opening<'_>,
         at: Instant,
     ) -> Result<u64, SessionError> {
-        if state.sessions.len() >= self.config.max_participants {
+        if !state.cluster.replicated() && state.sessions.len() >= self.config.max_participants {
             return Err(SessionError::Full(self.config.max_participants));
         }
         let lamport = self.clock.tick();
-        let id = self.next_id();
+        let id = self.new_id(state);
         let pos = state.sessions.len();
         state.index.insert(id, pos);
-        state.by_transport[opening.transport.index()] += 1;
-        state.sessions.push(self.opened(id, opening, lamport, at));
+        if opening.outbox.is_some() {
+            state.by_transport[opening.transport.index()] += 1;
+        }
+        let session = self.opened(state, id, opening, lamport, at);
+        state.sessions.push(session);
         self.stats.joins.fetch_add(1, Ordering::Relaxed);
-        if self.audit.enabled() {
-            self.audit
-                .record(self.audit_for(&state.sessions[pos], lamport, "connect"));
+        if self.auditing(state) {
+            self.audited(
+                state,
+                self.audit_for(&state.sessions[pos], lamport, "connect"),
+            );
         }
         let frame = wire::welcome(lamport, id, state.room, &self.config, opening.transport);
         self.deliver_to(state, pos, frame);
@@ -266,11 +273,11 @@ impl Hub {
         s.last_active = at;
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         let s = &state.sessions[pos];
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut r = self.audit_for(s, lamport, "message");
             r.len = Some(text.chars().count());
             r.text = self.audit.with_text().then(|| text.to_owned());
-            self.audit.record(r);
+            self.audited(state, r);
         }
         let name = s.name.clone();
         let room = state.room;
@@ -306,7 +313,7 @@ impl Hub {
         let lamport = self.clock.observe(timestamp);
         let Some(&to) = state.index.get(&recipient) else {
             let why = format!("user {recipient} is not connected");
-            self.refuse_text(state, pos, lamport, recipient, &why, text);
+            self.refuse_text(state, pos, lamport, recipient, &why, text.chars().count());
             return;
         };
         let s = &mut state.sessions[pos];
@@ -314,13 +321,13 @@ impl Hub {
         s.last_active = at;
         self.stats.direct_in.fetch_add(1, Ordering::Relaxed);
         let (s, r) = (&state.sessions[pos], &state.sessions[to]);
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut rec = self.audit_for(s, lamport, "direct");
             rec.recipient = Some(recipient);
             rec.recipient_user = (!r.name.is_empty()).then(|| r.name.clone());
             rec.len = Some(text.chars().count());
             rec.text = self.audit.with_text().then(|| text.to_owned());
-            self.audit.record(rec);
+            self.audited(state, rec);
         }
         let delivery = Delivery {
             lamport,
@@ -332,17 +339,17 @@ impl Hub {
             text,
             participants: state.room,
         };
-        let frame = delivery.encode(r.transport);
+        // Encoded only for the ends on this node: in a cluster the other end's node delivers.
+        let frame = r.outbox.is_some().then(|| delivery.encode(r.transport));
         // The sender gets it back with the same time: its proof that the message was accepted
         // and went to a recipient that was online (one to a user who is not gets an ERROR).
-        let echo = (to != pos).then(|| {
-            if s.transport == r.transport {
-                frame.clone()
-            } else {
-                delivery.encode(s.transport)
-            }
+        let echo = (to != pos && s.outbox.is_some()).then(|| match &frame {
+            Some(frame) if s.transport == r.transport => frame.clone(),
+            _ => delivery.encode(s.transport),
         });
-        self.deliver_to(state, to, frame);
+        if let Some(frame) = frame {
+            self.deliver_to(state, to, frame);
+        }
         if let Some(echo) = echo {
             self.deliver_to(state, pos, echo);
         }
@@ -377,16 +384,16 @@ impl Hub {
         lamport: u64,
         recipient: u64,
         why: &str,
-        text: &str,
+        chars: usize,
     ) {
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
         let s = &state.sessions[pos];
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut r = self.audit_for(s, lamport, "reject");
             r.reason = Some(why.to_owned());
-            r.len = (!text.is_empty()).then(|| text.chars().count());
+            r.len = (chars > 0).then_some(chars);
             r.recipient = (recipient != 0).then_some(recipient);
-            self.audit.record(r);
+            self.audited(state, r);
         }
         let frame = Delivery {
             lamport,
@@ -439,12 +446,12 @@ impl Hub {
         let info = s.info(self.log.head(), at);
         let lamport = self.clock.tick();
         self.stats.kicks.fetch_add(1, Ordering::Relaxed);
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut r = self.audit_for(s, lamport, "kick");
             r.reason = Some(reason.to_owned());
             r.actor = Some(actor.to_owned());
             r.count = ban.map(|d| d.as_secs());
-            self.audit.record(r);
+            self.audited(state, r);
         }
         if let Some(ban) = ban.filter(|_| !name.is_empty()) {
             state.bans.insert(&name, ban, at.now, reason, actor);
@@ -465,7 +472,7 @@ impl Hub {
     ) -> Option<BanInfo> {
         let lifted = state.bans.remove(&rules::fold(name), at.now, at.wall)?;
         let lamport = self.clock.tick();
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut r = Record::new(lamport, "unban");
             r.user = Some(lifted.name.clone());
             r.actor = Some(actor.to_owned());
@@ -476,7 +483,7 @@ impl Hub {
                     .unwrap_or_default()
                     .as_secs(),
             );
-            self.audit.record(r);
+            self.audited(state, r);
         }
         self.save_bans(state, at);
         Some(lifted)
@@ -493,12 +500,12 @@ impl Hub {
     /// A SERVER notice to everyone in the room; returns its Lamport time.
     fn apply_announce(&self, state: &mut State, text: &str, actor: &str) -> u64 {
         let lamport = self.clock.tick();
-        if self.audit.enabled() {
+        if self.auditing(state) {
             let mut r = Record::new(lamport, "announce");
             r.actor = Some(actor.to_owned());
             r.len = Some(text.chars().count());
             r.text = Some(text.to_owned());
-            self.audit.record(r);
+            self.audited(state, r);
         }
         let room = state.room;
         self.broadcast(state, &super::notice(lamport, text, room));

@@ -93,7 +93,7 @@ impl Replica {
         Opening {
             transport: *transport,
             peer: &self.peer,
-            outbox,
+            outbox: Some(outbox),
             connected_at: start(),
         }
     }
@@ -146,7 +146,7 @@ impl Replica {
                 timestamp: 0,
                 recipient: 0,
                 why: why.into(),
-                text: "",
+                chars: 0,
             },
             Step::Leave(slot, ref reason) => Accepted::Leave {
                 id: self.id(slot),

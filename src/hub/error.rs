@@ -71,6 +71,9 @@ pub enum SessionError {
     /// The server has as many participants as it is configured to take.
     #[error("the server is full ({0} participants); try again later")]
     Full(usize),
+    /// A cluster node that cannot reach the cluster's stream (NATS) admits nothing.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl SessionError {
@@ -95,6 +98,38 @@ impl SessionError {
             SessionError::DeadPeer => "dead_peer",
             SessionError::BadFrame(_) => "bad_frame",
             SessionError::Protocol(_) => "protocol_error",
+            SessionError::Unavailable(_) => "unavailable",
         }
+    }
+
+    /// The reason code `code` names, as the static string `reason` gives (for a violation
+    /// carried by the cluster's stream); "violation" for a code chittyd does not use.
+    pub fn code_of(code: &str) -> &'static str {
+        const CODES: [&str; 19] = [
+            "not_joined",
+            "already_joined",
+            "name_taken",
+            "invalid_name",
+            "impersonation",
+            "empty_event",
+            "timestamp_out_of_range",
+            "slow_consumer",
+            "kick",
+            "banned",
+            "shutdown",
+            "server_full",
+            "frame_too_large",
+            "flood",
+            "join_timeout",
+            "dead_peer",
+            "bad_frame",
+            "protocol_error",
+            "unavailable",
+        ];
+        CODES
+            .iter()
+            .find(|c| **c == code)
+            .copied()
+            .unwrap_or("violation")
     }
 }

@@ -19,12 +19,17 @@ impl Hub {
         if let Some(moved) = state.sessions.get(pos) {
             state.index.insert(moved.id, pos);
         }
-        state.by_transport[s.transport.index()] -= 1;
+        if s.outbox.is_some() {
+            state.by_transport[s.transport.index()] -= 1;
+        }
         if s.in_room {
             state.names.remove(&s.key);
             state.room -= 1;
-            if s.transport == Transport::Grpc {
-                state.room_grpc -= 1;
+            if s.outbox.is_some() {
+                match s.transport {
+                    Transport::Grpc => state.room_grpc -= 1,
+                    Transport::WebSocket => state.room_json -= 1,
+                }
             }
         }
         let ending = match reason {
@@ -36,16 +41,21 @@ impl Hub {
             LeaveReason::Shutdown => Ending::Clean,
             // The transport has already ended the outbox with the violation itself.
             LeaveReason::Violation(_) => Ending::Clean,
+            LeaveReason::NodeLost => Ending::Error(SessionError::Unavailable(
+                "this node was taken out of the cluster; reconnect".into(),
+            )),
         };
-        s.outbox.end(ending);
-        if self.audit.enabled() {
+        if let Some(outbox) = &s.outbox {
+            outbox.end(ending);
+        }
+        if self.auditing(state) {
             let mut r = self.audit_for(&s, lamport, "leave");
             r.reason = Some(match reason {
                 LeaveReason::Kick(why) => format!("kick: {why}"),
                 LeaveReason::Violation(code) => format!("violation: {code}"),
                 other => other.code().to_owned(),
             });
-            self.audit.record(r);
+            self.audited(state, r);
         }
         if !s.in_room {
             return;
@@ -57,6 +67,7 @@ impl Hub {
         match reason {
             LeaveReason::SlowConsumer => text.push_str(" (disconnected: too slow to keep up)"),
             LeaveReason::Kick(why) => text.push_str(&format!(" (removed by an operator: {why})")),
+            LeaveReason::NodeLost => text.push_str(" (its node left the cluster)"),
             _ => {}
         }
         let room = state.room;
@@ -87,7 +98,7 @@ impl Hub {
         } else {
             Bytes::new()
         };
-        let json = if state.room > state.room_grpc {
+        let json = if state.room_json > 0 {
             d.json()
         } else {
             Bytes::new()
@@ -96,9 +107,10 @@ impl Hub {
         if scan_due {
             self.scan(state);
         }
-        self.stats
-            .deliveries
-            .fetch_add(u64::from(state.room), Ordering::Relaxed);
+        self.stats.deliveries.fetch_add(
+            u64::from(state.room_grpc + state.room_json),
+            Ordering::Relaxed,
+        );
         self.stats.fanout.observe(started.elapsed());
     }
 
@@ -114,8 +126,10 @@ impl Hub {
     /// checked as they are pushed (`deliver_to`).
     pub(super) fn scan(&self, state: &mut State) {
         let head = self.log.head();
-        for s in state.sessions.iter().filter(|s| s.in_room) {
-            if s.outbox.behind(head) > s.outbox.capacity() {
+        for s in state.sessions.iter().filter(|s| s.in_room && !s.leaving) {
+            if let Some(outbox) = &s.outbox
+                && outbox.behind(head) > outbox.capacity()
+            {
                 state.overflowed.push(s.id);
             }
         }
@@ -125,8 +139,15 @@ impl Hub {
     pub(super) fn deliver_to(&self, state: &mut State, pos: usize, frame: bytes::Bytes) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let s = &mut state.sessions[pos];
+        // A session of another node of the cluster: that node delivers.
+        let Some(outbox) = &s.outbox else {
+            return;
+        };
+        if s.leaving {
+            return;
+        }
         // The same rule as `scan`, for a frame to this session alone.
-        match s.outbox.push(frame) {
+        match outbox.push(frame) {
             Ok(()) => {
                 s.received += 1;
                 self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
@@ -138,6 +159,12 @@ impl Hub {
     /// Removes every session that overflowed. Each removal announces a leave, which may overflow
     /// others; a work list (not recursion) keeps that bounded by the number of sessions.
     pub(super) fn settle(&self, state: &mut State) {
+        if state.cluster.replicated() {
+            // In a cluster a removal takes a Lamport time, which only the stream may hand out:
+            // the session's outbox ends here, now, so it reads nothing more, and its leave is
+            // asked of the stream like any other (`replica`).
+            return self.settle_replicated(state);
+        }
         while let Some(id) = state.overflowed.pop() {
             if let Some(&pos) = state.index.get(&id) {
                 self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock, Weak};
 
 /// One broadcast in the forms its readers need (an empty form had no reader when appended).
 struct Entry {
@@ -37,8 +37,11 @@ pub(crate) struct RoomLog {
     ring: RwLock<Vec<Entry>>,
     /// The sequence number the next append gets: everything below it is readable.
     head: AtomicU64,
-    /// Writers waiting for an append; each is woken once and must park again.
-    parked: Mutex<Vec<Arc<dyn Parked>>>,
+    /// Writers waiting for an append; each is woken once and must park again. Held weakly:
+    /// a writer holds the log, so a strong reference here made a cycle, and a hub dropped
+    /// while a writer waited (no append after it parked) leaked its log and that writer's
+    /// outbox. A writer gone before the append needs no wake-up.
+    parked: Mutex<Vec<Weak<dyn Parked>>>,
     /// Set by every append, cleared by the `wake_parked` that follows it: most hub operations
     /// append nothing, and those skip the parked list's lock.
     appended: AtomicBool,
@@ -122,7 +125,9 @@ impl RoomLog {
         }
         let mut parked = std::mem::take(&mut *self.lock_parked());
         for p in parked.drain(..) {
-            p.unpark();
+            if let Some(p) = p.upgrade() {
+                p.unpark();
+            }
         }
         // Give the emptied list back (if nobody parked meanwhile), so that a large room does not
         // allocate a new list for every message.
@@ -132,14 +137,14 @@ impl RoomLog {
         }
     }
 
-    fn lock_parked(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Parked>>> {
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Parked>>> {
         // A panic while holding it cannot leave the list inconsistent (a push or a swap).
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a reader to be woken by the next append. The caller must check the head again
     /// afterwards: an append that came before this call does not wake it.
-    pub(crate) fn park(&self, reader: Arc<dyn Parked>) {
+    pub(crate) fn park(&self, reader: Weak<dyn Parked>) {
         self.lock_parked().push(reader);
     }
 

@@ -24,11 +24,15 @@ mod error;
 mod fanout;
 mod limits;
 mod log;
+mod node_audit;
 mod operator;
 mod origin;
 pub mod outbox;
 #[cfg(test)]
 mod outbox_stress;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 pub mod rules;
 mod session;
 mod stats;
@@ -41,6 +45,10 @@ pub use bans::BanInfo;
 pub use error::SessionError;
 use limits::Bucket;
 pub use limits::{FLOOD_WINDOW, HubConfig, MAX_BAN, RateLimit};
+pub use replica::{
+    MAX_QUEUED, NodeInfo, OriginCursor, Outbound, Outgoing, ReplicaError, Snapshot, SnapshotBan,
+    SnapshotSession, StreamEvent,
+};
 pub use session::{Event, Flow, SessionHandle};
 pub use stats::{Stats, UserInfo};
 pub use time::{ManualTime, SystemClocks, TimeSource};
@@ -81,6 +89,8 @@ pub enum LeaveReason {
     Shutdown,
     /// It broke the protocol; the reason code says how.
     Violation(&'static str),
+    /// Its node left the cluster, or was not heard from within the node timeout.
+    NodeLost,
 }
 
 impl LeaveReason {
@@ -92,6 +102,7 @@ impl LeaveReason {
             LeaveReason::Kick(_) => "kick",
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Violation(_) => "violation",
+            LeaveReason::NodeLost => "node_lost",
         }
     }
 }
@@ -103,7 +114,14 @@ struct Session {
     key: String,
     transport: Transport,
     peer: Arc<str>,
-    outbox: Outbox,
+    /// Where its frames go: `None` for a participant of another node of the cluster, whose
+    /// frames that node delivers.
+    outbox: Option<Outbox>,
+    /// The incarnation of the node it entered through (0 on a single node).
+    origin: u64,
+    /// Its node has asked the stream for its leave (a slow consumer in a cluster): nothing more
+    /// is asked for it.
+    leaving: bool,
     /// Whether it receives broadcasts (gRPC participants always; WebSocket users that joined).
     in_room: bool,
     /// The first room-log entry it reads, if it is in the room.
@@ -142,8 +160,9 @@ impl Session {
             joined_lamport: self.joined_lamport,
             sent: self.sent,
             received: self.received + broadcasts,
-            backlog: self.outbox.backlog(),
+            backlog: self.outbox.as_ref().map_or(0, Outbox::backlog),
             last_active: time::as_wall(self.last_active, at.now, at.wall),
+            node: String::new(),
         }
     }
 }
@@ -157,12 +176,13 @@ struct State {
     /// Folded username (`rules::fold`) to session id, for every participant in the room: `bob`
     /// and `Bob` are one name.
     names: HashMap<String, u64>,
-    /// Sessions in the room.
+    /// Sessions in the room, on every node of a cluster.
     room: u32,
-    /// Of those, the ones that read the gRPC form.
+    /// Of those, this node's that read the gRPC form, and the JSON form: the forms to encode.
     room_grpc: u32,
-    /// Sessions by transport (gRPC, WebSocket), for the metrics, which must not walk
-    /// `sessions`.
+    room_json: u32,
+    /// This node's sessions by transport (gRPC, WebSocket), for the metrics, which must not
+    /// walk `sessions`.
     by_transport: [u32; 2],
     /// Banned names (by folded form) and when their ban ends; see `Bans`.
     bans: Bans,
@@ -170,6 +190,8 @@ struct State {
     overflowed: Vec<u64>,
     /// No new sessions once shutdown has begun.
     closing: bool,
+    /// The cluster's side of the state (`hub::replica`); empty on a single node.
+    cluster: replica::ClusterState,
 }
 
 /// Hashes session ids. They are handed out by the hub in sequence, never chosen by a client, so
@@ -267,6 +289,8 @@ pub struct Hub {
     /// Every time-dependent decision reads this, at most once per operation.
     time: Arc<dyn TimeSource>,
     started: Instant,
+    /// Set once, with `--cluster`: the stream applies, the origins publish.
+    replica: std::sync::OnceLock<replica::Replica>,
 }
 
 impl Hub {
@@ -305,6 +329,7 @@ impl Hub {
             keeper: saved.keeper,
             time,
             started,
+            replica: std::sync::OnceLock::new(),
         })
     }
 
@@ -358,7 +383,14 @@ impl Hub {
         let state = self.lock();
         let head = self.log.head();
         let at = self.shown();
-        state.sessions.iter().map(|s| s.info(head, at)).collect()
+        state
+            .sessions
+            .iter()
+            .map(|s| UserInfo {
+                node: self.node_of(&state, s.origin),
+                ..s.info(head, at)
+            })
+            .collect()
     }
 
     /// The time of a listing.
@@ -381,6 +413,30 @@ impl Hub {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new session's id: the next of the node's sequence, or in a cluster the stream
+    /// sequence of its opening event, which every replica knows alike.
+    fn new_id(&self, state: &State) -> u64 {
+        match state.cluster.applying.seq {
+            0 => self.next_id(),
+            seq => seq,
+        }
+    }
+
+    /// Whether the event being applied is audited here: by the node it entered through, once.
+    fn auditing(&self, state: &State) -> bool {
+        self.audit.enabled() && state.cluster.applying.local
+    }
+
+    /// Writes `r`, with the node and the stream sequence of the event being applied, if any.
+    fn audited(&self, state: &State, mut r: Record) {
+        let applying = &state.cluster.applying;
+        if applying.seq != 0 {
+            r.node = self.replica().map(|c| c.node().to_owned());
+            r.seq = Some(applying.seq);
+        }
+        self.audit.record(r);
     }
 
     fn audit_for(&self, s: &Session, lamport: u64, event: &'static str) -> Record {
@@ -409,7 +465,11 @@ impl Hub {
         if self.audit.enabled() {
             // Under the lock, like every event, so the trail stays in Lamport order.
             let _state = self.lock();
-            let lamport = if timestamp <= crate::clock::MAX_PEER_TIMESTAMP {
+            let lamport = if self.replica().is_some() {
+                // Only the stream hands out Lamport times in a cluster; the record shows the
+                // time this node had reached.
+                self.clock.now()
+            } else if timestamp <= crate::clock::MAX_PEER_TIMESTAMP {
                 self.clock.observe(timestamp)
             } else {
                 self.clock.tick()

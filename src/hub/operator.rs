@@ -1,8 +1,10 @@
 //! What an operator does to the hub (through the admin service or a signal): kick a session
 //! (and ban its name), list and lift bans, announce something to everyone, shut down.
 
-use super::apply::Accepted;
+use super::apply::{Accepted, Applied};
+use super::origin::STREAM_PATIENCE;
 use super::outbox::Ending;
+use super::replica::ReplicaError;
 use super::wire::Delivery;
 use super::{BanInfo, Hub, SessionError, Target, UserInfo, notice};
 use crate::audit::Record;
@@ -13,14 +15,15 @@ use std::time::Duration;
 impl Hub {
     /// Removes an operator-chosen session (`None` if there is none), optionally banning its name
     /// for a while. `actor` says who did it, for the audit trail.
-    pub fn kick(
+    /// In a cluster it works on a participant of any node, and fails only when the stream does
+    /// not apply it in time.
+    pub async fn kick(
         &self,
         who: Target<'_>,
         reason: &str,
         ban: Option<Duration>,
         actor: &str,
-    ) -> Option<UserInfo> {
-        let mut state = self.lock();
+    ) -> Result<Option<UserInfo>, ReplicaError> {
         let event = Accepted::Kick {
             target: who,
             reason,
@@ -28,9 +31,23 @@ impl Hub {
             actor,
             at: self.shown(),
         };
-        let kicked = self.apply(&mut state, event);
-        self.settle(&mut state);
-        kicked.kicked()
+        Ok(self.operate(event).await?.kicked())
+    }
+
+    /// Applies an operator's event here (a single node) or through the stream (a cluster), and
+    /// returns what it came to.
+    async fn operate(&self, event: Accepted<'_>) -> Result<Applied, ReplicaError> {
+        let waiting = {
+            let mut state = self.lock();
+            let Some(replica) = self.replica() else {
+                let applied = self.apply(&mut state, event);
+                self.settle(&mut state);
+                return Ok(applied);
+            };
+            self.publish(&mut state, replica, &event, true)
+        };
+        let waiting = waiting.ok_or(ReplicaError::NotReplicated)?;
+        self.outcome(waiting, STREAM_PATIENCE).await
     }
 
     /// The bans in force, soonest to end first.
@@ -41,27 +58,28 @@ impl Hub {
 
     /// Lifts the ban on `name` (any form of it: `Bob` lifts a ban on `bob`); `None` if there is
     /// none in force. `actor` says who did it, for the audit trail.
-    pub fn unban(&self, name: &str, actor: &str) -> Option<BanInfo> {
-        let mut state = self.lock();
+    pub async fn unban(&self, name: &str, actor: &str) -> Result<Option<BanInfo>, ReplicaError> {
         let event = Accepted::Unban {
             name,
             actor,
             at: self.shown(),
         };
-        self.apply(&mut state, event).unbanned()
+        Ok(self.operate(event).await?.unbanned())
     }
 
-    /// A SERVER notice to everyone in the room; returns its Lamport time.
-    pub fn announce(&self, text: &str, actor: &str) -> u64 {
-        let mut state = self.lock();
-        let announced = self.apply(&mut state, Accepted::Announce { text, actor });
-        self.settle(&mut state);
-        announced.announced()
+    /// A SERVER notice to everyone in the room (on every node); returns its Lamport time.
+    pub async fn announce(&self, text: &str, actor: &str) -> Result<u64, ReplicaError> {
+        Ok(self
+            .operate(Accepted::Announce { text, actor })
+            .await?
+            .announced())
     }
 
     /// Begins shutdown: refuses new sessions, tells every session (a message of kind SHUTDOWN,
     /// the protocol's way of saying "reconnect later"), and ends every session cleanly (queued
-    /// frames still go out). Returns how many sessions were ended.
+    /// frames still go out). Returns how many sessions were ended. In a cluster it does that
+    /// for this node's sessions, and asks the stream for their leaves so the other nodes see
+    /// them go; the notice's Lamport time is this node's own, since it leaves the cluster.
     pub fn shutdown(&self, text: &str) -> usize {
         let mut state = self.lock();
         if state.closing {
@@ -72,7 +90,7 @@ impl Hub {
         let room = state.room;
         if self.audit.enabled() {
             let mut r = Record::new(lamport, "shutdown");
-            r.count = Some(state.sessions.len() as u64);
+            r.count = Some((state.by_transport[0] + state.by_transport[1]).into());
             r.reason = Some(text.to_owned());
             self.audit.record(r);
         }
@@ -98,8 +116,21 @@ impl Hub {
         state.names.clear();
         state.room = 0;
         state.room_grpc = 0;
+        state.room_json = 0;
         state.by_transport = [0; 2];
+        let replica = self.replica();
+        let mut ended = 0;
         for s in &sessions {
+            let Some(outbox) = &s.outbox else { continue };
+            ended += 1;
+            if let Some(replica) = replica {
+                let leave = Accepted::Leave {
+                    id: s.id,
+                    timestamp: 0,
+                    reason: super::LeaveReason::Shutdown,
+                };
+                self.publish(&mut state, replica, &leave, false);
+            }
             let lamport = self.clock.tick();
             let slow = overflowed.contains(&s.id);
             if self.audit.enabled() {
@@ -109,13 +140,13 @@ impl Hub {
             }
             if slow {
                 self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                s.outbox.end(Ending::Error(SessionError::SlowConsumer(
+                outbox.end(Ending::Error(SessionError::SlowConsumer(
                     self.config.backlog,
                 )));
             } else {
-                s.outbox.end(Ending::Clean);
+                outbox.end(Ending::Clean);
             }
         }
-        sessions.len()
+        ended
     }
 }

@@ -348,7 +348,8 @@ impl OutboxReader {
                 && self.room_until.is_none()
                 && !self.shared.parked.swap(true, Ordering::AcqRel)
             {
-                self.shared.log.park(self.shared.clone());
+                let weak: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
+                self.shared.log.park(weak);
             }
             let appended = self.room_from.is_some() && self.shared.log.head() != head;
             if !appended && !self.changed() {
@@ -444,6 +445,19 @@ mod tests {
         assert_eq!(got, ["p0", "b1", "p1", "b2", "b3", "p2"]);
         assert_eq!(last, Poll::Pending);
         assert_eq!(tx.backlog(), 0);
+    }
+
+    /// A writer parked for the next append, then dropped with its outbox before any came:
+    /// nothing holds the log but its owner (the parked list once made a cycle with it).
+    #[test]
+    fn a_writer_dropped_while_parked_frees_the_log() {
+        let (log, tx, mut rx) = setup(16);
+        tx.enter_room();
+        assert_eq!(take_all(&mut rx), (vec![], Poll::Pending));
+        drop((tx, rx));
+        assert_eq!(Arc::strong_count(&log), 1);
+        log.append(b("after"), Bytes::new());
+        log.wake_parked();
     }
 
     #[test]

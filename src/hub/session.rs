@@ -6,11 +6,13 @@
 //! measured from its start) is ended by its next event; the transport's timer ends one that
 //! stays silent.
 
+use super::origin::Joining;
 use super::outbox::{Ending, Outbox};
 use super::{Hub, JoinRequest, LeaveReason, SessionError, Transport, rules};
 use crate::clock::MAX_PEER_TIMESTAMP;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// What a participant sent, independent of the wire it came over.
@@ -68,8 +70,13 @@ pub struct SessionHandle {
     /// When it started, in hub time: the join deadline counts from here.
     connected_at: Instant,
     joined: Option<(u64, String)>,
+    /// A join the cluster's stream is deciding, with its timestamp and name.
+    joining: Option<(JoinFuture, u64, String)>,
     ended: bool,
 }
+
+type JoinFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, SessionError>> + Send>>;
 
 impl SessionHandle {
     /// A new, not yet joined session whose deliveries go to `outbox`.
@@ -83,15 +90,17 @@ impl SessionHandle {
             peer: peer.into(),
             connected_at,
             joined: None,
+            joining: None,
             ended: false,
         }
     }
 
     /// Registers a direct-message-only session at once (it has an id before any event).
-    pub fn connect_direct(&mut self) -> Result<u64, SessionError> {
-        let id =
-            self.hub
-                .connect_direct(self.transport, &self.peer, &self.outbox, self.connected_at);
+    pub async fn connect_direct(&mut self) -> Result<u64, SessionError> {
+        let id = self
+            .hub
+            .connect_direct(self.transport, &self.peer, &self.outbox, self.connected_at)
+            .await;
         match id {
             Ok(id) => {
                 self.joined = Some((id, String::new()));
@@ -122,10 +131,53 @@ impl SessionHandle {
         self.ended
     }
 
-    /// Handles one event carrying the sender's Lamport `timestamp`.
+    /// A join's outcome: the session is in, or it ends with why not.
+    fn joined(&mut self, timestamp: u64, name: String, joined: Result<u64, SessionError>) -> Flow {
+        match joined {
+            Ok(id) => {
+                self.joined = Some((id, name));
+                Flow::Continue
+            }
+            Err(e) => self.fail_named(timestamp, &name, e),
+        }
+    }
+
+    /// Polls a join the cluster's stream is deciding: `Pending` until it is decided, and the
+    /// transport reads nothing more from the participant meanwhile, so its next event comes
+    /// after its join in the order. `Ready` at once when no join is waiting.
+    pub fn poll_joined(&mut self, cx: &mut Context<'_>) -> Poll<Flow> {
+        let Some((waiting, _, _)) = &mut self.joining else {
+            return Poll::Ready(if self.ended {
+                Flow::Ended
+            } else {
+                Flow::Continue
+            });
+        };
+        let joined = std::task::ready!(waiting.as_mut().poll(cx));
+        let Some((_, timestamp, name)) = self.joining.take() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        Poll::Ready(self.joined(timestamp, name, joined))
+    }
+
+    /// Waits for a join the cluster's stream is deciding (see `poll_joined`).
+    pub async fn settled(&mut self) -> Flow {
+        std::future::poll_fn(|cx| self.poll_joined(cx)).await
+    }
+
+    /// Handles one event carrying the sender's Lamport `timestamp`. In a cluster a join is
+    /// decided by the stream: poll `poll_joined` before handing over the next event.
     pub fn handle(&mut self, timestamp: u64, event: Event<'_>) -> Flow {
         if self.ended {
             return Flow::Ended;
+        }
+        if self.joining.is_some() {
+            // The transport hands over nothing while a join is waiting; should one do so, the
+            // event cannot be placed after a join that may yet fail.
+            return self.fail(
+                timestamp,
+                SessionError::NotJoined("event before its join was decided"),
+            );
         }
         if timestamp > MAX_PEER_TIMESTAMP {
             return self.fail(timestamp, SessionError::TimestampOutOfRange(timestamp));
@@ -150,23 +202,24 @@ impl SessionHandle {
             }
             (Event::Invalid { .. }, None) => Flow::Continue,
             (Event::Join { username }, None) => {
-                let joined = self.hub.join(JoinRequest {
-                    username,
-                    timestamp,
-                    transport: self.transport,
-                    peer: &self.peer,
-                    outbox: &self.outbox,
-                    connected_at: self.connected_at,
-                    now,
-                });
+                let joined = Hub::join(
+                    &self.hub,
+                    JoinRequest {
+                        username,
+                        timestamp,
+                        transport: self.transport,
+                        peer: &self.peer,
+                        outbox: &self.outbox,
+                        connected_at: self.connected_at,
+                        now,
+                    },
+                );
+                let name = username.chars().take(64).collect::<String>();
                 match joined {
-                    Ok(id) => {
-                        self.joined = Some((id, username.to_owned()));
+                    Joining::Done(joined) => self.joined(timestamp, name, joined),
+                    Joining::Waiting(waiting) => {
+                        self.joining = Some((waiting, timestamp, name));
                         Flow::Continue
-                    }
-                    Err(e) => {
-                        let name = username.chars().take(64).collect::<String>();
-                        self.fail_named(timestamp, &name, e)
                     }
                 }
             }
@@ -221,6 +274,9 @@ impl SessionHandle {
             return;
         }
         self.ended = true;
+        // A join still waiting is abandoned: when the stream applies it, its node finds no one
+        // waiting and asks for its leave.
+        self.joining = None;
         match &self.joined {
             Some((id, _)) => {
                 self.hub.leave(*id, LeaveReason::Disconnect, 0);
@@ -250,6 +306,7 @@ impl SessionHandle {
     /// the trail records it, and a joined participant's leave is announced.
     fn fail_named(&mut self, timestamp: u64, name: &str, err: SessionError) -> Flow {
         self.ended = true;
+        self.joining = None;
         let id = self.id();
         self.hub
             .record_violation(id, name, &self.peer, self.transport, timestamp, &err);

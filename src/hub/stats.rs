@@ -59,6 +59,9 @@ pub struct UserInfo {
     pub backlog: usize,
     /// When it last sent something.
     pub last_active: SystemTime,
+    /// The cluster node it is connected to (this node's name on a single node with no
+    /// cluster: empty).
+    pub node: String,
 }
 
 impl Hub {

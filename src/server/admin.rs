@@ -6,10 +6,12 @@
 //! caller's uid and pid from SO_PEERCRED. There is no TCP listener for it.
 
 use super::stats::{EdgeStats, snapshot};
-use crate::hub::{BanInfo, Hub, Target, UserInfo, rules};
+use crate::cluster::replication::ReplicationStats;
+use crate::hub::{BanInfo, Hub, NodeInfo, ReplicaError, Target, UserInfo, rules};
 use crate::metric::Kind;
 use crate::pb::admin::{self as pb, admin_server::Admin};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
@@ -18,12 +20,27 @@ use tonic::{Request, Response, Status};
 pub struct AdminService {
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
+    cluster: Option<ClusterInfo>,
+}
+
+/// What the admin service knows of the cluster beside the hub, with `--cluster`.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    /// The replication's figures (lag, publishes).
+    pub stats: Arc<ReplicationStats>,
+    /// How long a node may be silent before it is declared lost (`--cluster-node-timeout`):
+    /// a node unheard for longer is shown as silent.
+    pub node_timeout: Duration,
 }
 
 impl AdminService {
-    /// Serves `hub`, and the figures of the chat port's `edge`.
-    pub fn new(hub: Arc<Hub>, edge: Arc<EdgeStats>) -> Self {
-        AdminService { hub, edge }
+    /// Serves `hub`, the figures of the chat port's `edge`, and with `--cluster` the cluster's.
+    pub fn new(hub: Arc<Hub>, edge: Arc<EdgeStats>, cluster: Option<ClusterInfo>) -> Self {
+        AdminService { hub, edge, cluster }
+    }
+
+    fn replication(&self) -> Option<&ReplicationStats> {
+        self.cluster.as_ref().map(|c| c.stats.as_ref())
     }
 }
 
@@ -77,6 +94,15 @@ async fn saved(hub: &Hub) -> String {
     }
 }
 
+/// An operator's action the cluster's stream did not apply in time (NATS lost, or too slow):
+/// UNAVAILABLE, saying that it is still queued, since the publisher keeps sending it.
+fn unconfirmed(e: ReplicaError) -> Status {
+    Status::unavailable(format!(
+        "{e}; it stays queued and takes effect if the stream takes it later. Is NATS reachable \
+         from this node? (chittyctl cluster, chittyd's log)"
+    ))
+}
+
 fn user(u: UserInfo) -> pb::User {
     pb::User {
         id: u.id,
@@ -89,6 +115,36 @@ fn user(u: UserInfo) -> pb::User {
         messages_received: u.received,
         backlog: u.backlog as u64,
         last_activity_ms: millis(u.last_active),
+        node: u.node,
+    }
+}
+
+/// A node as `chittyctl cluster` shows it: `now_ms` is the stream time of the last event this
+/// node applied, `me` this node's name.
+fn node(n: NodeInfo, hub: &Hub, me: &str, now_ms: u64, timeout: Duration) -> pb::Node {
+    use pb::node::State;
+    let silent_ms = now_ms.saturating_sub(n.heard_ms);
+    let this_node = n.name == me;
+    let state = if this_node {
+        if hub.serving() {
+            State::Serving
+        } else {
+            State::NotServing
+        }
+    } else if u128::from(silent_ms) > timeout.as_millis() {
+        State::Silent
+    } else {
+        State::Alive
+    };
+    pb::Node {
+        name: n.name,
+        address: n.address,
+        incarnation: n.incarnation,
+        participants: n.participants,
+        heard_ms: i64::try_from(n.heard_ms).unwrap_or(i64::MAX),
+        silent_ms,
+        this_node,
+        state: state as i32,
     }
 }
 
@@ -123,7 +179,8 @@ impl Admin for AdminService {
         } else {
             Target::Name(&req.username)
         };
-        match self.hub.kick(who, &reason, ban, &actor) {
+        let kicked = self.hub.kick(who, &reason, ban, &actor).await;
+        match kicked.map_err(unconfirmed)? {
             Some(u) => {
                 tracing::info!("{actor} kicked {} #{} ({reason})", u.name, u.id);
                 let banned = ban.is_some() && !u.name.is_empty();
@@ -152,15 +209,21 @@ impl Admin for AdminService {
         &self,
         _: Request<pb::ClockRequest>,
     ) -> Result<Response<pb::ClockResponse>, Status> {
+        let (pending, lag_micros) = self.replication().map_or((0, 0), |r| {
+            (
+                r.pending.load(Ordering::Relaxed),
+                r.lag_micros.load(Ordering::Relaxed),
+            )
+        });
         Ok(Response::new(pb::ClockResponse {
             lamport: self.hub.clock().now(),
             uptime_seconds: self.hub.uptime().as_secs(),
             participants: self.hub.participants(),
-            events: self
-                .hub
-                .stats()
-                .events
-                .load(std::sync::atomic::Ordering::Relaxed),
+            events: self.hub.stats().events.load(Ordering::Relaxed),
+            node: self.hub.node_name().unwrap_or_default().to_owned(),
+            applied_seq: self.hub.applied().0,
+            pending,
+            lag_micros,
         }))
     }
 
@@ -168,7 +231,7 @@ impl Admin for AdminService {
         &self,
         _: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let metrics = snapshot(&self.hub, &self.edge)
+        let metrics = snapshot(&self.hub, &self.edge, self.replication())
             .metrics
             .into_iter()
             .map(|m| pb::Metric {
@@ -191,7 +254,11 @@ impl Admin for AdminService {
         let actor = actor(&req);
         let text = req.into_inner().text;
         rules::check_text(&text).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let lamport = self.hub.announce(&text, &actor);
+        let lamport = self
+            .hub
+            .announce(&text, &actor)
+            .await
+            .map_err(unconfirmed)?;
         tracing::info!("{actor} announced at Lamport time {lamport}");
         Ok(Response::new(pb::AnnounceResponse { lamport }))
     }
@@ -210,7 +277,8 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::UnbanResponse>, Status> {
         let actor = actor(&req);
         let name = req.into_inner().username;
-        match self.hub.unban(&name, &actor) {
+        let lifted = self.hub.unban(&name, &actor).await;
+        match lifted.map_err(unconfirmed)? {
             Some(lifted) => {
                 tracing::info!("{actor} lifted the ban on {}", lifted.name);
                 let warning = saved(&self.hub).await;
@@ -221,5 +289,30 @@ impl Admin for AdminService {
             }
             None => Err(Status::not_found(format!("no ban on {name:?} is in force"))),
         }
+    }
+
+    async fn list_nodes(
+        &self,
+        _: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let (Some(cluster), Some(me)) = (&self.cluster, self.hub.node_name()) else {
+            return Err(Status::failed_precondition(
+                "this chittyd is not part of a cluster (it was started without --cluster)",
+            ));
+        };
+        let (applied_seq, now_ms) = self.hub.applied();
+        let nodes = self
+            .hub
+            .nodes()
+            .into_iter()
+            .map(|n| node(n, &self.hub, me, now_ms, cluster.node_timeout))
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes,
+            pending: cluster.stats.pending.load(Ordering::Relaxed),
+            lag_micros: cluster.stats.lag_micros.load(Ordering::Relaxed),
+            applied_seq,
+            node_timeout_ms: u64::try_from(cluster.node_timeout.as_millis()).unwrap_or(u64::MAX),
+        }))
     }
 }

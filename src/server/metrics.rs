@@ -3,6 +3,7 @@
 
 use super::listen::Listeners;
 use super::stats::{EdgeStats, snapshot};
+use crate::cluster::replication::ReplicationStats;
 use crate::hub::Hub;
 use crate::metric::{Kind, Snapshot};
 use std::fmt::Write as _;
@@ -51,18 +52,20 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-/// Serves `GET /metrics` on every socket of `listeners` until `stop` fires.
+/// Serves `GET /metrics` on every socket of `listeners` until `stop` fires; `cluster` holds the
+/// replication's figures, with `--cluster`.
 pub async fn serve(
     listeners: Listeners,
     hub: Arc<Hub>,
     edge: Arc<EdgeStats>,
+    cluster: Option<Arc<ReplicationStats>>,
     stop: CancellationToken,
 ) {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let text = render(&snapshot(&hub, &edge));
+            let text = render(&snapshot(&hub, &edge, cluster.as_deref()));
             async move {
                 (
                     [(

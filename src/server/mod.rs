@@ -27,6 +27,7 @@ pub mod websocket;
 pub use connection::ConnInfo;
 
 use crate::audit::{self, AuditConfig, AuditError};
+use crate::cluster::replication::{self, Replication};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::hub::{Hub, HubConfig, SystemClocks};
 use crate::state::{self, StateConfig, StateError, StateWriter};
@@ -43,6 +44,7 @@ use std::time::Duration;
 use tasks::Tasks;
 use thiserror::Error;
 use tls::{TlsError, TlsFiles};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -185,6 +187,11 @@ pub struct Server {
     open_files: Option<u64>,
     /// The NATS link, with `--cluster`.
     cluster: Option<Cluster>,
+    /// The replication through the cluster's stream, and the watch that tells it about the NATS
+    /// connection, with `--cluster`.
+    replication: Option<(Replication, watch::Sender<bool>)>,
+    /// Ends the replication's membership tasks at shutdown.
+    cluster_stop: CancellationToken,
     /// Side tasks started before `run` (the signal handler).
     tasks: Tasks,
 }
@@ -234,11 +241,17 @@ impl Server {
         };
         let cluster = match &config.cluster {
             None => None,
-            Some(c) => Some(join_cluster(c.clone()).await?),
+            Some(c) => Some(Cluster::connect(c.clone()).await?),
         };
         // Last, once everything that can fail has been set up: it writes a reservation.
         let (restored, state) = match &config.state {
             None => (state::Restored::fresh(), None),
+            Some(_) if cluster.is_some() => {
+                tracing::info!(
+                    "cluster: the state directory is not used: the cluster's stream and bucket                      hold the Lamport clock, the ids and the bans"
+                );
+                (state::Restored::fresh(), None)
+            }
             Some(c) => match state::open(c) {
                 Ok((restored, writer)) => (restored, Some(writer)),
                 Err(e @ StateError::Dir { .. }) if config.state_optional => {
@@ -257,6 +270,16 @@ impl Server {
             Arc::new(SystemClocks),
             restored,
         );
+        let cluster_stop = CancellationToken::new();
+        let replication = match &cluster {
+            None => None,
+            Some(c) => {
+                let (link_tx, link) = watch::channel(true);
+                let address = listener.describe();
+                let r = replication::start(c, &hub, &address, link, cluster_stop.clone()).await?;
+                Some((r, link_tx))
+            }
+        };
         Ok(Server {
             config,
             listener,
@@ -269,6 +292,8 @@ impl Server {
             tls,
             open_files,
             cluster,
+            replication,
+            cluster_stop,
             tasks: Tasks::default(),
         })
     }
@@ -364,12 +389,22 @@ impl Server {
             tls,
             open_files,
             cluster,
+            replication,
+            cluster_stop,
             mut tasks,
         } = self;
         let audit_stop = CancellationToken::new();
         let audit_task = audit_writer.map(|w| tokio::spawn(w.run(audit_stop.clone())));
+        let figures = replication.as_ref().map(|(r, _)| Arc::clone(&r.stats));
         if let Some(socket) = admin {
-            let service = admin::AdminService::new(Arc::clone(&hub), Arc::clone(&edge));
+            let cluster = figures
+                .clone()
+                .zip(config.cluster.as_ref())
+                .map(|(stats, c)| admin::ClusterInfo {
+                    stats,
+                    node_timeout: c.node_timeout,
+                });
+            let service = admin::AdminService::new(Arc::clone(&hub), Arc::clone(&edge), cluster);
             tasks.spawn("admin", serve_admin(socket, service, shutdown.clone()));
         }
         if let Some(listener) = metrics {
@@ -377,6 +412,7 @@ impl Server {
                 listener,
                 Arc::clone(&hub),
                 Arc::clone(&edge),
+                figures,
                 shutdown.clone(),
             );
             tasks.spawn("metrics", serve);
@@ -389,12 +425,24 @@ impl Server {
         let (health, router) = routes(&hub, config.max_frame).await;
         // Not one of `tasks`: it must have ended before the shutdown sets health NOT_SERVING,
         // or a NATS connection coming back could set SERVING after it.
+        let (replication, link) = match replication {
+            Some((r, link)) => (Some(r), Some(link)),
+            None => (None, None),
+        };
         let cluster = cluster.map(|c| {
             let health = health.clone();
             let stop = shutdown.clone();
+            let hub = Arc::clone(&hub);
             tokio::spawn(async move {
                 let report = move |serving| {
                     let health = health.clone();
+                    // The hub admits nothing from the moment health says NOT_SERVING (and the
+                    // grace task, told next, times the rest).
+                    hub.set_link(serving);
+                    if let Some(link) = &link {
+                        link.send_replace(serving);
+                    }
+                    hub.audit_link(serving, link_detail(serving));
                     async move { set_health(&health, serving).await }
                 };
                 c.supervise(stop, report).await
@@ -413,6 +461,7 @@ impl Server {
             hub,
             health,
             cluster,
+            replication: replication.map(|r| (r, cluster_stop)),
             connections,
             tasks,
             audit: audit_task.map(|task| (audit_stop, task)),
@@ -466,6 +515,8 @@ struct Stopping {
     health: HealthReporter,
     /// The task following the NATS connection (`Cluster::supervise`), with `--cluster`.
     cluster: Option<tokio::task::JoinHandle<()>>,
+    /// The replication and the token of its membership tasks, with `--cluster`.
+    replication: Option<(Replication, CancellationToken)>,
     connections: JoinSet<()>,
     tasks: Tasks,
     audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -483,6 +534,13 @@ impl Stopping {
         let ended = self.hub.shutdown(SHUTDOWN_NOTICE);
         let sessions = if ended == 1 { "session" } else { "sessions" };
         tracing::info!("shutting down: ended {ended} {sessions}");
+        if let Some((replication, stop)) = self.replication.take() {
+            // The leaves of this node's sessions are queued: publish them and the node's own
+            // departure, then stop.
+            self.hub.leave_cluster();
+            stop.cancel();
+            replication.finish(REPLICATION_PATIENCE).await;
+        }
         let deadline = tokio::time::Instant::now() + self.grace;
         let drained = tokio::time::timeout_at(deadline, async {
             while self.connections.join_next().await.is_some() {}
@@ -520,18 +578,19 @@ async fn set_health(health: &HealthReporter, serving: bool) {
     }
 }
 
-/// Connects to the cluster's NATS and checks the stream and the bucket, and says plainly what
-/// this step of the cluster does not do yet.
-async fn join_cluster(config: ClusterConfig) -> Result<Cluster, ServerError> {
-    let cluster = Cluster::connect(config).await?;
-    tracing::warn!(
-        "cluster: replication is not active yet: node {:?} serves its own participants as a \
-         single node, and other nodes' participants are not in its room; NATS is connected and \
-         checked, and health follows the connection",
-        cluster.config().node
-    );
-    Ok(cluster)
+/// What the audit trail says when this node loses NATS or has it back.
+fn link_detail(up: bool) -> &'static str {
+    if up {
+        "NATS is back and the stream checked: this node admits participants again"
+    } else {
+        "this node lost NATS: it admits no one until NATS is back, and ends its sessions after \
+         --cluster-grace"
+    }
 }
+
+/// How long a stopping node gives its last events (its participants' leaves) to reach the
+/// cluster's stream.
+const REPLICATION_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The optional default admin socket could not be created (chittyd run by hand, without
 /// permission for /run/chitty): the user's runtime directory, if there is one, else none.

@@ -1,7 +1,8 @@
 //! What the edge counts (the accept loop, the per-address gate, each connection up to HTTP), and
 //! the one function that gathers every figure of chittyd, from the hub, the audit trail, the
-//! saved state and the edge, into the [`Snapshot`] that the admin service and the metrics endpoint render.
+//! saved state, the edge and the cluster's replication, into the [`Snapshot`] that the admin service and the metrics endpoint render.
 
+use crate::cluster::replication::ReplicationStats;
 use crate::hub::Hub;
 use crate::metric::Snapshot;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,12 +84,15 @@ impl EdgeStats {
 }
 
 /// Every figure of a running chittyd, gathered without holding the hub's lock for more than a
-/// few loads.
-pub fn snapshot(hub: &Hub, edge: &EdgeStats) -> Snapshot {
+/// few loads; with `--cluster`, the replication's (`cluster_*`) too.
+pub fn snapshot(hub: &Hub, edge: &EdgeStats, cluster: Option<&ReplicationStats>) -> Snapshot {
     let mut out = Snapshot::default();
     hub.observe(&mut out);
     hub.audit().observe(&mut out);
     hub.keeper().observe(&mut out);
     edge.observe(&mut out);
+    if let Some(cluster) = cluster {
+        cluster.observe(hub, &mut out);
+    }
     out
 }

@@ -23,7 +23,7 @@ complete -c chittyd -l log-target -d 'Where logs go' -r -f -a "auto\t'journald w
 journal\t'journald, with structured fields'
 stderr\t'Standard error, human-readable'"
 complete -c chittyd -l log -d 'Log filter, in tracing\'s EnvFilter syntax (e.g. info, debug, chitty=debug)' -r
-complete -c chittyd -l cluster -d 'Join a cluster of chittyd nodes through NATS JetStream at these servers (nats://HOST:PORT, comma-separated; tls://HOST:PORT for TLS). chittyd connects, creates the stream and the state bucket when missing, and refuses to start when what exists cannot serve. Not yet replicated: a node with --cluster still serves its own participants only (README, "Running a cluster"). Without it chittyd is a single node and needs no NATS' -r
+complete -c chittyd -l cluster -d 'Join a cluster of chittyd nodes through NATS JetStream at these servers (nats://HOST:PORT, comma-separated; tls://HOST:PORT for TLS). chittyd connects, creates the stream and the state bucket when missing, and refuses to start when what exists cannot serve. Every node serves the one room, in one order, replicated through the stream (README, "Running a cluster"). Without it chittyd is a single node and needs no NATS' -r
 complete -c chittyd -l node -d 'This node\'s name in the cluster: ASCII letters, digits, \'-\' and \'_\', unique among the nodes. Default: the host name up to its first dot' -r
 complete -c chittyd -l cluster-name -d 'The cluster\'s name: it names the NATS stream (subjects NAME.>) and the key-value bucket, so two clusters can share NATS servers under two names. ASCII letters, digits, \'-\' and \'_\'' -r
 complete -c chittyd -l cluster-creds -d 'A NATS credentials file (a user JWT and NKey seed, as `nsc` writes them)' -r -F

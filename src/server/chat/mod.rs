@@ -229,6 +229,16 @@ pub struct ParticipantBody {
 
 impl ParticipantBody {
     fn read_events(&mut self, cx: &mut Context<'_>) {
+        // A join the cluster's stream is deciding: nothing more is read until it is decided
+        // (the wake comes with the decision).
+        match self.session.poll_joined(cx) {
+            Poll::Pending => return,
+            Poll::Ready(Flow::Ended) if self.inbound.is_some() => {
+                self.inbound = None;
+                return;
+            }
+            Poll::Ready(_) => {}
+        }
         for _ in 0..EVENTS_PER_POLL {
             let Some(inbound) = self.inbound.as_mut() else {
                 return;
@@ -237,6 +247,9 @@ impl ParticipantBody {
                 Poll::Ready(Some(Ok(ev))) => {
                     if self.session.handle(ev.timestamp, event_of(&ev)) == Flow::Ended {
                         self.inbound = None;
+                    }
+                    if self.session.poll_joined(cx).is_pending() {
+                        return;
                     }
                 }
                 Poll::Ready(Some(Err(status))) => {
@@ -361,7 +374,7 @@ pub fn status_of(e: &SessionError) -> Status {
         SessionError::JoinTimeout(_) => Status::deadline_exceeded(message),
         SessionError::DeadPeer => Status::unavailable(message),
         SessionError::Kicked(_) => Status::aborted(message),
-        SessionError::ShuttingDown => Status::unavailable(message),
+        SessionError::ShuttingDown | SessionError::Unavailable(_) => Status::unavailable(message),
     }
 }
 

@@ -55,9 +55,10 @@ pub(super) async fn serve<IO>(
     match &username {
         Some(name) => {
             session.handle(0, Event::Join { username: name });
+            session.settled().await;
         }
         None => {
-            let _ = session.connect_direct();
+            let _ = session.connect_direct().await;
         }
     }
     // Dead-peer detection: ping a quiet peer every `keepalive`; one that has sent nothing (not

@@ -122,7 +122,7 @@ pub(super) fn close_of(ending: &Ending) -> (u16, String) {
         SessionError::BadFrame(_) => 1007,
         SessionError::Protocol(_) => 1002,
         SessionError::ShuttingDown => 1001,
-        SessionError::Full(_) => 1013,
+        SessionError::Full(_) | SessionError::Unavailable(_) => 1013,
         _ => 1008,
     };
     (code, e.to_string())
