@@ -54,11 +54,35 @@ async fn python_grpcio_participant_chats_with_gzip_compressed_requests() {
 /// grpc_chat.py (with `extra` arguments) joins, chats with a tonic participant and leaves.
 async fn python_participant_chats(extra: &[&str]) {
     let server = start_default().await;
-    let mut rusty = server.join("rusty").await;
+    python_chats_with_rusty(&server, &server, extra).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_grpcio_participant_on_one_cluster_node_chats_with_tonic_on_another() {
+    use chitty_testkit::nats::{self, NatsServer};
+    let nats = NatsServer::start(&nats::binaries()[0]).await;
+    let node = |name: &str| start(chitty_testkit::cluster_config(&nats.url(), name));
+    let n1 = node("n1").await;
+    let n2 = node("n2").await;
+    // Python on n1; its join, messages, refusal and leave go through the stream to n2's rusty.
+    python_chats_with_rusty(&n1, &n2, &[]).await;
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+/// grpc_chat.py (with `extra` arguments) on `python_on` joins, chats with rusty, a tonic
+/// participant on `rusty_on` (the same server, or another node of its cluster), and leaves.
+async fn python_chats_with_rusty(
+    python_on: &chitty_testkit::TestServer,
+    rusty_on: &chitty_testkit::TestServer,
+    extra: &[&str],
+) {
+    let mut rusty = rusty_on.join("rusty").await;
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = tokio::process::Command::new(python())
         .arg(format!("{root}/tests/interop/grpc_chat.py"))
-        .arg(server.addr.to_string())
+        .arg(python_on.addr.to_string())
         .arg(format!("{root}/proto"))
         .args(extra)
         .stdout(Stdio::piped())
@@ -107,7 +131,6 @@ async fn python_participant_chats(extra: &[&str]) {
     assert!(out.0.success(), "python failed:\n{}\n{}", out.1, out.2);
     assert!(out.1.contains("python participant done"), "{}", out.1);
     assert!(out.1.contains("@ rusty: hello from rust"), "{}", out.1);
-    server.shutdown().await;
 }
 
 #[tokio::test]

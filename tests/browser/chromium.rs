@@ -7,7 +7,8 @@
 use chitty::pb::chat_event;
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
-use chitty_testkit::{PATIENCE, Raw, config, start, start_at};
+use chitty_testkit::nats::{self, NatsServer};
+use chitty_testkit::{PATIENCE, Raw, TestServer, cluster_config, config, start, start_at};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -100,21 +101,44 @@ async fn direct(from: &mut Raw, name: &str, to: u64, text: &str) {
     .await;
 }
 
-fn short_grace() -> ServerConfig {
+fn short_grace(config: ServerConfig) -> ServerConfig {
     ServerConfig {
         shutdown_grace: Duration::from_secs(2),
-        ..config()
+        ..config
     }
 }
 
 #[tokio::test]
 async fn a_person_chats_from_the_page_with_grpc_participants_through_a_restart() {
-    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    chat_from_the_page(config(), None, "browser").await;
+}
+
+/// The same, with the cluster on: the page on one node, the gRPC participants on another, and
+/// the page's node restarted while the other keeps serving.
+#[tokio::test]
+async fn the_page_works_the_same_against_any_node_of_a_cluster() {
+    let nats = NatsServer::start(&nats::binaries()[0]).await;
+    let other = start(cluster_config(&nats.url(), "n2")).await;
+    chat_from_the_page(
+        cluster_config(&nats.url(), "n1"),
+        Some(&other),
+        "browser-cluster",
+    )
+    .await;
+    other.shutdown().await;
+}
+
+/// A person at the page of a chittyd started with `page`, chatting with gRPC participants on
+/// `other` (another node of its cluster) or, without one, on the same chittyd, through a
+/// restart of the page's chittyd.
+async fn chat_from_the_page(page_config: ServerConfig, other: Option<&TestServer>, dir: &str) {
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
     std::fs::create_dir_all(&artifacts).unwrap();
-    let server = start(short_grace()).await;
+    let server = start(short_grace(page_config.clone())).await;
     let addr = server.addr;
-    let mut rusty = server.join("rusty").await;
-    let mut carol = server.join("carol").await;
+    let peers = other.unwrap_or(&server);
+    let mut rusty = peers.join("rusty").await;
+    let mut carol = peers.join("carol").await;
     let mut page = Browser::start(addr, &artifacts);
 
     let refusal = page.said("refused").await;
@@ -185,10 +209,15 @@ async fn a_person_chats_from_the_page_with_grpc_participants_through_a_restart()
     server.shutdown().await;
     let status = page.said("reconnecting").await;
     assert!(status.contains("reconnecting in"), "{status}");
-    let server = start_at(addr, short_grace()).await;
+    let server = start_at(addr, short_grace(page_config)).await;
     let status = page.said("reconnected").await;
     assert!(status.starts_with("Connected as alice #"), "{status}");
-    let mut rusty = server.join("rusty").await;
+    // On a single node rusty went with the restart and joins again; on another node of the
+    // cluster he stayed.
+    let mut rusty = match other {
+        None => server.join("rusty").await,
+        Some(_) => rusty,
+    };
     page.tell("go").await;
     let m = rusty
         .until(|m| m.kind == Kind::Message as i32 && m.username == "alice")
@@ -201,5 +230,6 @@ async fn a_person_chats_from_the_page_with_grpc_participants_through_a_restart()
         .unwrap();
     assert!(status.success(), "the browser script failed: {status}");
     assert!(artifacts.join("chat.png").exists());
+    drop((rusty, carol));
     server.shutdown().await;
 }

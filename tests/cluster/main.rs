@@ -13,6 +13,10 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+mod faults;
+mod ops;
+mod replication;
+
 /// chittyd, as Cargo built it for these tests.
 const CHITTYD: &str = env!("CARGO_BIN_EXE_chittyd");
 
@@ -62,7 +66,7 @@ async fn the_stream_and_the_bucket_are_created_then_reused() {
         let nats = NatsServer::start(&binary).await;
         let which = nats.describe();
         let first = chittyd(&nats).start().await;
-        first.until_log("replication is not active yet").await;
+        first.until_log("is a member").await;
         let log = first.log().join("\n");
         assert!(log.contains("stream \"chitty\" created"), "{which}: {log}");
         assert!(log.contains("bucket \"chitty\" created"), "{which}: {log}");
@@ -87,7 +91,7 @@ async fn the_stream_and_the_bucket_are_created_then_reused() {
 
         // A second start finds both and creates nothing.
         let second = chittyd(&nats).start().await;
-        second.until_log("replication is not active yet").await;
+        second.until_log("is a member").await;
         let log = second.log().join("\n");
         assert!(
             log.contains("stream \"chitty\" found and reused"),

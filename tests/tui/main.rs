@@ -217,6 +217,8 @@ async fn server_errors_are_told_in_words_and_the_terminal_comes_back() {
         server
             .hub
             .kick(chitty::hub::Target::Name("dave"), "spamming", None, "test")
+            .await
+            .expect("a single node decides at once")
             .is_some()
     );
     kicked

@@ -58,6 +58,26 @@ async fn users_lists_exactly_the_connected_participants() {
             .all(|l| l[col..].starts_with("alice") || l[col..].starts_with("bob"))
     );
     assert!(table.stdout.contains("2 connected"));
+    // A single chittyd's participants have no node: no NODE column, an empty field.
+    assert!(!lines[0].contains("NODE"), "{}", table.stdout);
+    assert_eq!(a["node"], "");
+
+    // Nor is it a cluster: `cluster` says so, with its own exit status.
+    let cluster = chittyctl(&socket, &["cluster"]).await;
+    assert_eq!(cluster.code, 5, "{}", cluster.stderr);
+    assert_eq!(cluster.stdout, "");
+    assert!(
+        cluster
+            .stderr
+            .starts_with("chittyctl: this chittyd is not part of a cluster"),
+        "{}",
+        cluster.stderr
+    );
+    let clock = json(&chittyctl(&socket, &["clock", "--json"]).await);
+    assert_eq!(
+        (&clock["node"], &clock["applied_seq"]),
+        (&"".into(), &0.into())
+    );
 
     drop(bob);
     alice.until(|m| m.kind == Kind::Leave as i32).await;

@@ -120,6 +120,9 @@ async fn impossible_options_are_refused_with_a_reason() {
     let (code, _, err) = bench(&server, "--size 500").await;
     assert_ne!(code, 0);
     assert!(err.contains("--size"), "{err}");
+    let (code, _, err) = bench(&server, &format!("--target {},", server.addr)).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--target: an empty address"), "{err}");
 }
 
 #[tokio::test]
@@ -227,4 +230,122 @@ async fn over_tls_with_the_ca_tls_cert_wrote_and_told_when_only_one_end_speaks_t
     assert!(err.contains(&said), "{err}");
     tls.shutdown().await;
     plain.shutdown().await;
+}
+
+/// Runs the real chittyctl bench against `targets` (each a `--target`) with `args`; its exit
+/// code and report.
+async fn bench_targets(targets: &[String], args: &str) -> (i32, Value, String) {
+    let mut cmd = tokio::process::Command::new(CHITTYCTL);
+    cmd.args(["--json", "bench", "--drain-timeout", "1s"]);
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    let out = cmd
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .expect("run chittyctl bench");
+    let report = serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_room_through_two_targets_is_one_sequence_everywhere() {
+    // One server given twice (once as a comma-separated list) is one room reached through two
+    // targets: the cross-target checks must find every receiver in agreement.
+    let server = start(config()).await;
+    let addr = server.addr.to_string();
+    let (code, r, err) = bench_targets(
+        &[format!("{addr},{addr}")],
+        "--clients 6 --senders 3 --duration 1s",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r["losses"], 0, "{r:#}");
+    assert_eq!(r["ordering_anomalies"], 0, "{r:#}");
+    assert_eq!(r["lamport_disagreements"], 0, "{r:#}");
+    assert_eq!(r["order_mismatches"], 0, "{r:#}");
+    let sent = r["messages_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{r:#}");
+    let targets = r["targets"].as_array().expect("per-target figures");
+    assert_eq!(targets.len(), 2, "{r:#}");
+    for t in targets {
+        assert_eq!(t["target"], addr.as_str(), "{r:#}");
+        assert_eq!(
+            t["receivers"], 3,
+            "participants alternate between the targets: {r:#}"
+        );
+        assert_eq!(t["deliveries"].as_u64().unwrap(), sent * 3, "{r:#}");
+        assert_eq!(t["expected_deliveries"], t["deliveries"], "{r:#}");
+        assert_eq!(t["losses"], 0, "{r:#}");
+        assert_eq!(t["ordering_anomalies"], 0, "{r:#}");
+        assert_eq!(t["lamport_disagreements"], 0, "{r:#}");
+        assert_eq!(t["order_mismatches"], 0, "{r:#}");
+        assert_eq!(t["receiver_errors"], 0, "{r:#}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_that_share_no_room_are_reported_as_diverging() {
+    // Two independent chittyds: each target's receivers see only their own server's senders,
+    // a different sequence from the other target's. The bench must say so; like every
+    // finished run it exits 0 and leaves the verdict to its report.
+    let a = start(config()).await;
+    let b = start(config()).await;
+    let targets = [a.addr.to_string(), b.addr.to_string()];
+    let (code, r, err) = bench_targets(&targets, "--clients 6 --senders 2 --duration 1s").await;
+    assert_eq!(code, 0, "{err}");
+    let sent = r["messages_sent"].as_u64().unwrap();
+    let t = r["targets"].as_array().expect("per-target figures");
+    assert_eq!(t.len(), 2, "{r:#}");
+    assert_eq!(t[0]["target"], targets[0].as_str(), "{r:#}");
+    assert_eq!(t[1]["target"], targets[1].as_str(), "{r:#}");
+    // Sender 0 is on the first server, sender 1 on the second: each target's receivers got
+    // only what was sent through their own server, so each lost the other's messages.
+    for t in t {
+        assert_eq!(t["receivers"], 3, "{r:#}");
+        assert_eq!(
+            t["expected_deliveries"].as_u64().unwrap(),
+            sent * 3,
+            "{r:#}"
+        );
+        assert!(t["losses"].as_u64().unwrap() > 0, "{r:#}");
+        assert!(t["deliveries"].as_u64().unwrap() > 0, "{r:#}");
+    }
+    // The receivers of one server agree among themselves; an even split makes the first
+    // target's the reference, so the second target's three receivers are the mismatches.
+    assert_eq!(t[0]["order_mismatches"], 0, "{r:#}");
+    assert_eq!(t[1]["order_mismatches"], 3, "{r:#}");
+    assert_eq!(r["order_mismatches"], 3, "{r:#}");
+    assert_eq!(
+        r["ordering_anomalies"], 0,
+        "no message reached both servers: {r:#}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_target_nobody_can_reach_is_named() {
+    let up = start(config()).await;
+    let down = start(config()).await;
+    let gone = down.addr.to_string();
+    down.shutdown().await;
+    let (code, _, err) = bench_targets(
+        &[up.addr.to_string(), gone.clone()],
+        "--clients 4 --senders 1 --duration 1s",
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("cannot reach chittyd at {gone}"))
+            && err.contains("none of the 2 participants"),
+        "{err}"
+    );
+    up.shutdown().await;
 }

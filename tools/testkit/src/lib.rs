@@ -20,7 +20,7 @@ pub mod time;
 mod ws;
 
 pub use grpc::{Bystanders, Raw};
-pub use server::{TestServer, config, start, start_at, start_default};
+pub use server::{TestServer, cluster_config, config, start, start_at, start_default};
 pub use ws::{Ws, WsUser};
 
 use std::time::Duration;

@@ -65,6 +65,24 @@ pub fn config() -> ServerConfig {
     config
 }
 
+/// [`config`] for a node `node` of the cluster whose NATS server is at `nats_url`, with short
+/// timeouts for tests (a node unheard for 2 s is lost; 1 s of grace without NATS).
+pub fn cluster_config(nats_url: &str, node: &str) -> ServerConfig {
+    let mut config = config();
+    config.cluster = Some(chitty::cluster::ClusterConfig {
+        urls: nats_url.parse().expect("a NATS URL"),
+        node: node.to_owned(),
+        name: "chitty".to_owned(),
+        creds: None,
+        ca: None,
+        storage: chitty::cluster::Storage::File,
+        replicas: 1,
+        node_timeout: std::time::Duration::from_secs(2),
+        grace: std::time::Duration::from_secs(1),
+    });
+    config
+}
+
 /// Starts chittyd with [`config`].
 pub async fn start_default() -> TestServer {
     start(config()).await
