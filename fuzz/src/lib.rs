@@ -7,6 +7,10 @@
 //! - [`hub_sessions`]: many sessions on both transports driven by arbitrary event sequences,
 //!   drops, kicks and bans, overflows, the rate limit and the join deadline on time the script
 //!   moves, checked against the ordering contract and a model of the time-driven rules.
+//! - [`hub_replicas`]: two or three hubs as the nodes of a cluster, sessions on each, and the
+//!   order in which the nodes' events enter the stream chosen by the input, checked for the
+//!   replica property: every replica ends in the same state, and every participant, on any
+//!   node, reads the same room.
 //!
 //! Each module's `check` panics when an invariant breaks. The libFuzzer targets in
 //! `fuzz_targets/` are one line each around it, and `tests/corpus.rs` replays the checked-in
@@ -14,6 +18,7 @@
 
 pub mod event_validation;
 pub mod frame;
+pub mod hub_replicas;
 pub mod hub_sessions;
 pub mod peer;
 pub mod websocket_codec;
@@ -21,6 +26,7 @@ pub mod websocket_frame;
 
 use chitty::audit::Auditor;
 use chitty::hub::{Event, Flow, Hub, HubConfig, ManualTime, Transport};
+use futures_util::FutureExt as _;
 use peer::Peer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -57,7 +63,11 @@ pub fn joined(hub: &Arc<Hub>, transport: Transport, name: &str) -> Peer {
 /// A direct-message-only peer; panics if it could not connect.
 pub fn direct_only(hub: &Arc<Hub>, transport: Transport) -> Peer {
     let mut p = Peer::new(hub, transport);
-    p.handle().connect_direct().expect("direct connect");
+    p.handle()
+        .connect_direct()
+        .now_or_never()
+        .expect("a single node registers at once")
+        .expect("direct connect");
     p.note_id();
     p.drain();
     p

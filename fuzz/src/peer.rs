@@ -16,6 +16,8 @@ pub struct Peer {
     pub transport: Transport,
     /// Every frame received so far, in order.
     pub frames: Vec<Frame>,
+    /// The same frames as the writer got them, byte for byte.
+    pub raw: Vec<Vec<u8>>,
     /// How its session ended, once the outbox said so.
     pub ending: Option<Ending>,
     /// Its id, remembered after the handle is dropped.
@@ -32,6 +34,7 @@ impl Peer {
             reader,
             transport,
             frames: Vec::new(),
+            raw: Vec::new(),
             ending: None,
             id: None,
         }
@@ -83,6 +86,7 @@ impl Peer {
                             );
                         }
                         self.frames.push(f);
+                        self.raw.push(bytes.to_vec());
                     }
                 }
                 Poll::Ready(Taken::Ended(ending)) => {

@@ -140,3 +140,8 @@ fn event_validation() {
 fn hub_sessions() {
     replay("hub_sessions", chitty_fuzz::hub_sessions::check);
 }
+
+#[test]
+fn hub_replicas() {
+    replay("hub_replicas", chitty_fuzz::hub_replicas::check);
+}

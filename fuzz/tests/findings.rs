@@ -4,11 +4,15 @@
 use chitty::audit::Auditor;
 use chitty::hub::outbox::Ending;
 use chitty::hub::rules::check_username;
-use chitty::hub::{Event, Hub, HubConfig, ManualTime, SessionError, Target, Transport};
+use chitty::hub::{
+    Event, Flow, Hub, HubConfig, ManualTime, SessionError, StreamEvent, Target, Transport,
+};
 use chitty::pb::chat_message::Kind;
 use chitty_fuzz::peer::Peer;
+use futures_util::FutureExt as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// `Hub::kick` adds the ban to `Instant::now()` with `+`, which panics when the sum does not fit
@@ -26,6 +30,7 @@ fn a_very_long_ban_kicks_instead_of_panicking() {
             Some(Duration::from_secs(u64::MAX)),
             "operator",
         )
+        .now_or_never()
     }));
     assert!(kicked.is_ok(), "Hub::kick panicked");
     assert!(hub.users().is_empty(), "alice is still connected");
@@ -100,7 +105,9 @@ fn a_ban_with_whole_seconds_left_says_just_those() {
     let hub = Hub::with_time(HubConfig::default(), Auditor::disabled(), time.clone());
     let _alice = chitty_fuzz::joined(&hub, Transport::Grpc, "alice");
     let ban = Some(Duration::from_secs(60));
-    assert!(hub.kick(Target::Name("alice"), "spam", ban, "op").is_some());
+    let kicked = hub.kick(Target::Name("alice"), "spam", ban, "op");
+    let kicked = kicked.now_or_never().expect("a single node kicks at once");
+    assert!(kicked.expect("a single node needs no stream").is_some());
     time.advance(Duration::from_secs(50));
     let mut again = Peer::new(&hub, Transport::Grpc);
     again.handle().handle(0, Event::Join { username: "alice" });
@@ -110,4 +117,131 @@ fn a_ban_with_whole_seconds_left_says_just_those() {
         seconds: 10,
     };
     assert_eq!(again.ending, Some(Ending::Error(banned)));
+}
+
+/// Nodes of a cluster in one process, with the stream played by hand: `feed(i)` appends node
+/// `i`'s queued events to the stream, and every node applies them in that order.
+struct Cluster {
+    hubs: Vec<Arc<Hub>>,
+    outs: Vec<chitty::hub::Outbound>,
+    seq: u64,
+}
+
+impl Cluster {
+    /// `n` nodes, `n0` to `n{n-1}`, each up (their `NodeUp`s in node order).
+    fn up(n: usize) -> Cluster {
+        let time = Arc::new(ManualTime::new(chitty_fuzz::wall_start()));
+        let (hubs, outs) = (0..n)
+            .map(|i| {
+                let hub = Hub::with_time(HubConfig::default(), Auditor::disabled(), time.clone());
+                let out = hub.replicate(&format!("n{i}"), "127.0.0.1:1");
+                (hub, out)
+            })
+            .unzip();
+        let mut cluster = Cluster { hubs, outs, seq: 0 };
+        for i in 0..n {
+            let hub = Arc::clone(&cluster.hubs[i]);
+            let mut up = Box::pin(async move { hub.node_up(Duration::from_secs(5)).await });
+            assert!(poll(&mut up).is_pending());
+            cluster.feed(i);
+            assert!(
+                matches!(poll(&mut up), Poll::Ready(Ok(_))),
+                "n{i} is not up"
+            );
+        }
+        cluster
+    }
+
+    fn feed(&mut self, i: usize) {
+        while let Some(out) = self.outs[i].try_recv() {
+            self.seq += 1;
+            for hub in &self.hubs {
+                let msg = StreamEvent {
+                    seq: self.seq,
+                    stream_ms: self.seq,
+                    payload: &out.payload,
+                };
+                hub.apply_stream(msg).expect("a chitty event");
+            }
+        }
+    }
+}
+
+fn poll<F: std::future::Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    f.poll_unpin(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A runtime to enter: the waits for the stream set tokio timers (which never run here).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+}
+
+/// `Hub::apply_stream` opened a session for any join, and answered its origin only if the event
+/// carried the node's *current* incarnation. A join published just before the cluster declared
+/// its node lost, and ordered after that `NodeLost` in the stream, therefore opened a session on
+/// every node for an incarnation already removed: nothing would ever remove it, and it held its
+/// name for good, while its origin, unanswered, waited out the stream's patience and told the
+/// participant the cluster was unreachable (found by `hub_replicas`).
+#[test]
+fn a_join_from_a_node_declared_lost_opens_no_session() {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut cluster = Cluster::up(2);
+    let mut ann = Peer::new(&cluster.hubs[1], Transport::Grpc);
+    let flow = ann.handle().handle(0, Event::Join { username: "ann" });
+    assert_eq!(flow, Flow::Continue);
+    let n1 = cluster.hubs[0].nodes().into_iter().find(|n| n.name == "n1");
+    cluster.hubs[0].declare_lost(&n1.expect("n1 is a member"));
+    cluster.feed(0);
+    cluster.feed(1);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(ann.handle().poll_joined(&mut cx), Poll::Ready(Flow::Ended));
+    ann.drain();
+    assert!(
+        matches!(
+            ann.ending,
+            Some(Ending::Error(SessionError::Unavailable(_)))
+        ),
+        "{:?}",
+        ann.ending
+    );
+    for hub in &cluster.hubs {
+        assert!(hub.users().is_empty(), "{:?}", hub.users());
+    }
+    // The name is free: a participant of n0 takes it.
+    let mut again = Peer::new(&cluster.hubs[0], Transport::Grpc);
+    assert_eq!(
+        again.handle().handle(0, Event::Join { username: "ann" }),
+        Flow::Continue
+    );
+    cluster.feed(0);
+    assert_eq!(
+        again.handle().poll_joined(&mut cx),
+        Poll::Ready(Flow::Continue)
+    );
+}
+
+/// The same unanswered origin for an operator: an announcement made on a node the cluster had
+/// declared lost was applied by every node, and the call reported that the stream did not
+/// apply it in time (found by `hub_replicas`).
+#[test]
+fn an_operator_on_a_node_declared_lost_hears_the_outcome() {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut cluster = Cluster::up(2);
+    let n1 = cluster.hubs[0].nodes().into_iter().find(|n| n.name == "n1");
+    cluster.hubs[0].declare_lost(&n1.expect("n1 is a member"));
+    cluster.feed(0);
+    assert_eq!(cluster.hubs[1].incarnation(), 0);
+    let hub = Arc::clone(&cluster.hubs[1]);
+    let mut announce = Box::pin(async move { hub.announce("hello", "op").await });
+    assert!(poll(&mut announce).is_pending());
+    cluster.feed(1);
+    match poll(&mut announce) {
+        Poll::Ready(Ok(lamport)) => assert_eq!(lamport, cluster.hubs[0].clock().now()),
+        other => panic!("the announcement came to {other:?}"),
+    }
 }

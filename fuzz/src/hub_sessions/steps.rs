@@ -10,6 +10,7 @@ use chitty::clock::MAX_PEER_TIMESTAMP;
 use chitty::hub::outbox::Ending;
 use chitty::hub::rules::same_name;
 use chitty::hub::{Event, Flow, SessionError, Target, Transport, UserInfo};
+use futures_util::FutureExt as _;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -86,7 +87,10 @@ impl World {
                 let seconds = ban.map(|b| b.seconds());
                 let kicked = self
                     .hub
-                    .kick(who, "fuzz", seconds.map(Duration::from_secs), "fuzz");
+                    .kick(who, "fuzz", seconds.map(Duration::from_secs), "fuzz")
+                    .now_or_never()
+                    .expect("a single node kicks at once")
+                    .expect("a single node needs no stream");
                 if let Some(info) = kicked {
                     assert!(
                         !self.listed(info.id),
@@ -103,7 +107,12 @@ impl World {
             }
             Step::Announce { text } => {
                 let before = self.hub.clock().now();
-                let lamport = self.hub.announce(&text.get(), "fuzz");
+                let lamport = self
+                    .hub
+                    .announce(&text.get(), "fuzz")
+                    .now_or_never()
+                    .expect("a single node announces at once")
+                    .expect("a single node needs no stream");
                 assert_eq!(lamport, before + 1);
             }
             Step::Shutdown => self.shutdown(),
@@ -147,7 +156,10 @@ impl World {
             Opening::Direct => {
                 let want = self.model.connect(&users, max);
                 let h = slot.peer.handle();
-                let got = h.connect_direct();
+                let got = h
+                    .connect_direct()
+                    .now_or_never()
+                    .expect("a single node registers at once");
                 assert_eq!(got.as_ref().err(), want.as_ref().err(), "direct connect");
                 assert_eq!(h.is_ended(), want.is_err());
                 match want {
