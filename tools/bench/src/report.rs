@@ -21,9 +21,14 @@ pub struct ServerSamples {
 pub struct Inputs<'a> {
     pub args: &'a BenchArgs,
     pub sent: u64,
+    /// Direct messages sent to each target's participants.
+    pub sent_to: Vec<u64>,
     pub expected: u64,
     pub elapsed: Duration,
+    /// What each receiver saw, in participant order.
     pub seen: &'a [Seen],
+    /// Whether each receiver's sequence of broadcasts differed from the others'.
+    pub mismatched: &'a [bool],
     pub connect_us: &'a Histogram<u64>,
     pub connect_time: Duration,
     pub generator_cpu: Duration,
@@ -31,7 +36,6 @@ pub struct Inputs<'a> {
     pub connect_generator_cpu: Duration,
     pub server: Option<ServerSamples>,
     pub cut_off: u64,
-    pub order_mismatches: u64,
 }
 
 /// Percentiles of a histogram.
@@ -70,6 +74,56 @@ pub struct ServerFigures {
     rss_per_connection_kib: f64,
 }
 
+/// One target's receivers: what they got and whether they agree with everybody else.
+#[derive(Debug, Serialize)]
+pub struct TargetFigures {
+    /// The address, as given.
+    target: String,
+    receivers: u64,
+    deliveries: u64,
+    expected_deliveries: u64,
+    losses: u64,
+    /// Lamport times that did not increase, plus `lamport_disagreements`.
+    ordering_anomalies: u64,
+    /// Broadcasts whose Lamport time here differed from the one another receiver saw first.
+    lamport_disagreements: u64,
+    /// Receivers whose sequence of broadcasts differed from most receivers'.
+    order_mismatches: u64,
+    receiver_errors: u64,
+}
+
+impl TargetFigures {
+    /// Target `t`'s figures: its receivers are participants `t`, `t + n`, `t + 2n`, ...
+    fn of(i: &Inputs<'_>, t: usize) -> TargetFigures {
+        let n = i.args.targets.len().max(1);
+        let receivers = (0..i.args.clients).filter(|k| k % n == t).count() as u64;
+        let here = || {
+            i.seen
+                .iter()
+                .zip(i.mismatched)
+                .filter(move |(s, _)| s.target == t)
+        };
+        let deliveries = here().map(|(s, _)| s.received).sum();
+        let expected_deliveries = match i.args.pattern {
+            Pattern::Broadcast => i.sent * receivers,
+            Pattern::Direct => i.sent_to.get(t).copied().unwrap_or(0),
+        };
+        let lamport_disagreements = here().map(|(s, _)| s.disagreements).sum();
+        TargetFigures {
+            target: i.args.targets[t].clone(),
+            receivers,
+            deliveries,
+            expected_deliveries,
+            losses: expected_deliveries.saturating_sub(deliveries),
+            ordering_anomalies: here().map(|(s, _)| s.anomalies).sum::<u64>()
+                + lamport_disagreements,
+            lamport_disagreements,
+            order_mismatches: here().filter(|(_, m)| **m).count() as u64,
+            receiver_errors: here().filter(|(s, _)| s.error.is_some()).count() as u64,
+        }
+    }
+}
+
 /// Everything the bench measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -90,10 +144,18 @@ pub struct Report {
     losses: u64,
     deliveries_per_second: f64,
     latency_ms: Percentiles,
+    /// Lamport times that did not increase at a receiver, plus `lamport_disagreements`.
     ordering_anomalies: u64,
+    /// Broadcasts whose Lamport time at a receiver differed from the one another receiver saw
+    /// first on it (counted at each receiver that differed).
+    lamport_disagreements: u64,
+    /// Receivers whose sequence of broadcasts (times and content) differed from most
+    /// receivers' at some count they share.
     order_mismatches: u64,
     receiver_errors: u64,
     slow_consumers_cut_off: u64,
+    /// The same figures for each target, in the order given.
+    targets: Vec<TargetFigures>,
     connect_ms: Percentiles,
     connect_seconds_total: f64,
     generator_cpu_seconds: f64,
@@ -104,6 +166,10 @@ pub struct Report {
 
 impl Report {
     pub fn build(i: Inputs<'_>) -> Report {
+        let lamport_disagreements = i.seen.iter().map(|s| s.disagreements).sum::<u64>();
+        let targets = (0..i.args.targets.len())
+            .map(|t| TargetFigures::of(&i, t))
+            .collect();
         let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
         for s in i.seen {
             let _ = latency.add(&s.latency_us);
@@ -146,10 +212,13 @@ impl Report {
             losses: i.expected.saturating_sub(deliveries),
             deliveries_per_second: deliveries as f64 / i.elapsed.as_secs_f64().max(1e-9),
             latency_ms: Percentiles::of(&latency, 1000.0),
-            ordering_anomalies: i.seen.iter().map(|s| s.anomalies).sum(),
-            order_mismatches: i.order_mismatches,
+            ordering_anomalies: i.seen.iter().map(|s| s.anomalies).sum::<u64>()
+                + lamport_disagreements,
+            lamport_disagreements,
+            order_mismatches: i.mismatched.iter().filter(|&&m| m).count() as u64,
             receiver_errors: i.seen.iter().filter(|s| s.error.is_some()).count() as u64,
             slow_consumers_cut_off: i.cut_off / i.args.clients.max(1) as u64,
+            targets,
             connect_ms: Percentiles::of(i.connect_us, 1000.0),
             connect_seconds_total: i.connect_time.as_secs_f64(),
             generator_cpu_seconds: i.generator_cpu.as_secs_f64(),
@@ -210,9 +279,31 @@ impl Report {
         )?;
         writeln!(
             out,
-            "  ordering           {} anomalies, {} order mismatches, {} receiver errors",
-            self.ordering_anomalies, self.order_mismatches, self.receiver_errors
+            "  ordering           {} anomalies ({} Lamport disagreements), {} order mismatches, \
+             {} receiver errors",
+            self.ordering_anomalies,
+            self.lamport_disagreements,
+            self.order_mismatches,
+            self.receiver_errors
         )?;
+        if self.targets.len() > 1 {
+            for t in &self.targets {
+                writeln!(
+                    out,
+                    "  target {}: {} receivers, {} of {} deliveries ({} lost), {} anomalies \
+                     ({} Lamport disagreements), {} order mismatches, {} receiver errors",
+                    t.target,
+                    t.receivers,
+                    t.deliveries,
+                    t.expected_deliveries,
+                    t.losses,
+                    t.ordering_anomalies,
+                    t.lamport_disagreements,
+                    t.order_mismatches,
+                    t.receiver_errors
+                )?;
+            }
+        }
         if self.stalled > 0 {
             writeln!(out, "  slow consumers cut {}", self.slow_consumers_cut_off)?;
         }
