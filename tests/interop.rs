@@ -1,6 +1,7 @@
 //! Interoperability with software we did not write: Python's grpcio (stubs generated from
-//! proto/ at test time) against a real chittyd. `bash tests/run` sets up the Python venv;
-//! CHITTY_PYTHON names its interpreter.
+//! proto/ at test time) against a real chittyd, and two WebSocket clients, Python's
+//! `websockets` and Node's `ws`. `bash tests/run` sets up the Python venv and Node's `ws`;
+//! CHITTY_PYTHON and CHITTY_NODE name the interpreters.
 
 use chitty::pb::chat_message::Kind;
 use chitty::server::ServerConfig;
@@ -29,14 +30,33 @@ type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>
 /// Runs `tests/interop/SCRIPT ADDR` with the venv's Python; its standard output is read line by
 /// line, its standard error goes to the test's.
 fn python_script(script: &str, addr: std::net::SocketAddr) -> (tokio::process::Child, Lines) {
+    run_script(tokio::process::Command::new(python()), script, addr)
+}
+
+/// Runs `tests/interop/SCRIPT ADDR` with Node, which finds the `ws` package through NODE_PATH
+/// (`bash tests/run` installs both and sets it).
+fn node_script(script: &str, addr: std::net::SocketAddr) -> (tokio::process::Child, Lines) {
+    let node = std::env::var_os("CHITTY_NODE").unwrap_or_else(|| "node".into());
+    run_script(tokio::process::Command::new(node), script, addr)
+}
+
+fn run_script(
+    mut interpreter: tokio::process::Command,
+    script: &str,
+    addr: std::net::SocketAddr,
+) -> (tokio::process::Child, Lines) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = tokio::process::Command::new(python())
+    let mut child = interpreter
         .arg(format!("{root}/tests/interop/{script}"))
         .arg(addr.to_string())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("start python");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {script}: {e}; `bash tests/run` installs what the interop tests need"
+            )
+        });
     let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     (child, lines)
 }
@@ -166,15 +186,30 @@ async fn python_checks_health_and_reflection() {
 
 #[tokio::test]
 async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
+    websocket_user_exchanges_direct_messages(python_script, "ws_direct.py", "python").await;
+}
+
+#[tokio::test]
+async fn node_ws_user_exchanges_direct_messages_with_grpc() {
+    websocket_user_exchanges_direct_messages(node_script, "ws_direct.mjs", "node").await;
+}
+
+/// A WebSocket user we did not write (`script`, run by `run`) and a gRPC participant exchange
+/// direct messages by id; the script also checks an error frame and its increasing timestamps.
+async fn websocket_user_exchanges_direct_messages(
+    run: fn(&str, std::net::SocketAddr) -> (tokio::process::Child, Lines),
+    script: &str,
+    who: &str,
+) {
     use chitty::pb::chat_event;
     let server = start_default().await;
     let mut rusty = server.join("rusty").await;
-    let (mut child, mut lines) = python_script("ws_direct.py", server.addr);
+    let (mut child, mut lines) = run(script, server.addr);
     let first = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
-        .expect("python did not connect")
+        .unwrap_or_else(|_| panic!("{who} did not connect"))
         .unwrap()
-        .expect("python exited; see its stderr");
+        .unwrap_or_else(|| panic!("{who} exited; see its stderr"));
     let id: u64 = first.strip_prefix("ID ").unwrap().parse().unwrap();
     rusty
         .send(Some(chat_event::Event::Message(chat_event::ChatMessage {
@@ -183,17 +218,17 @@ async fn python_websockets_user_exchanges_direct_messages_with_grpc() {
             recipient_id: id,
         })))
         .await;
-    // rusty's own copy of what he sent comes back first, then python's answer.
+    // rusty's own copy of what he sent comes back first, then the script's answer.
     let echo = rusty.until(|m| m.kind == Kind::Direct as i32).await;
     assert_eq!((echo.sender_id, echo.recipient_id), (rusty.id, id));
     let reply = rusty.until(|m| m.kind == Kind::Direct as i32).await;
-    assert_eq!(reply.message, "pong from python");
+    assert_eq!(reply.message, format!("pong from {who}"));
     assert_eq!(reply.sender_id, id);
     let done = tokio::time::timeout(PATIENCE, lines.next_line())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(done.as_deref(), Some("python websocket user done"));
+    assert_eq!(done, Some(format!("{who} websocket user done")));
     assert!(child.wait().await.unwrap().success());
     server.shutdown().await;
 }
