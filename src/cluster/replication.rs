@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Publishes awaiting their acknowledgement, at most: enough to keep the stream busy at chat
-/// rates and beyond (a publish is acknowledged in well under a millisecond on a LAN), while
-/// bounding what a publish error makes the node send again.
+/// Stream messages awaiting their acknowledgement, at most: enough to keep the stream busy at
+/// chat rates and beyond (a publish is acknowledged in well under a millisecond on a LAN),
+/// while bounding what a publish error makes the node send again.
 const WINDOW: usize = 1024;
 
 /// The key of the snapshot in the cluster's bucket.
@@ -43,9 +43,9 @@ const UP_PATIENCE: Duration = Duration::from_secs(10);
 pub struct ReplicationStats {
     /// Events published and acknowledged.
     pub published: AtomicU64,
-    /// Publishes that failed and were sent again (with the same message id).
+    /// Events whose publish failed (or came after one that failed), sent again.
     pub republished: AtomicU64,
-    /// Time from publish to acknowledgement of the last event, in microseconds.
+    /// Time from publish to acknowledgement of the last stream message, in microseconds.
     pub publish_micros: AtomicU64,
     /// Stream messages applied.
     pub applied: AtomicU64,
@@ -56,7 +56,7 @@ pub struct ReplicationStats {
     pub lag_micros: AtomicU64,
     /// Stream messages that were not chitty events, skipped.
     pub undecodable: AtomicU64,
-    /// Time from publish to acknowledgement of every event.
+    /// Time from publish to acknowledgement of every stream message.
     pub publish_latency: crate::metric::Histogram,
 }
 
@@ -273,9 +273,11 @@ async fn apply(
                 })
             })
             .collect();
-        for e in hub.apply_stream_batch(&events) {
-            stats.undecodable.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("cluster: {e}");
+        for part in lock_holds(&events) {
+            for e in hub.apply_stream_batch(part) {
+                stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("cluster: {e}");
+            }
         }
         stats
             .applied
@@ -290,18 +292,48 @@ async fn apply(
     }
 }
 
-/// Stream messages applied under one hold of the hub lock, at most: enough to wake the writers
-/// once for a burst, few enough that the lock is never held for long (an apply is a few
-/// microseconds).
+/// Stream messages read before they are applied, at most: enough to wake the writers once for
+/// a burst.
 const APPLY_BATCH: usize = 64;
 
-/// Publishes the hub's events in the order they were queued, with at most `WINDOW` awaiting
-/// their acknowledgement. When a publish fails (NATS gone, an acknowledgement that timed out,
-/// a stream leader lost in a failover), the events published after it may have been stored
-/// already, ahead of it: so everything from the failed event on is sent again, in order, under
-/// new message ids (go-back-N), and every node applies each origin's events in their numbered
-/// order, once (`ClusterEvent.counter`), skipping the copies that came too early or twice. On
-/// `stop` it sends what is already queued and ends.
+/// Bytes of stream messages applied under one hold of the hub lock, at most (past the first
+/// message): about a hundred events, so the lock is never held for long (an event's apply is a
+/// few microseconds) even when the messages are full batches.
+const APPLY_HOLD_BYTES: usize = 16 * 1024;
+
+/// `events` cut into runs applied under one hold of the hub lock each (`APPLY_HOLD_BYTES`).
+/// The writers are woken as each lock is released; applying the next run straight away, before
+/// they get to run, still lets them write the whole burst at once.
+fn lock_holds<'a, 'b>(
+    events: &'a [StreamEvent<'b>],
+) -> impl Iterator<Item = &'a [StreamEvent<'b>]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .position(|e| {
+                bytes += e.payload.len();
+                bytes > APPLY_HOLD_BYTES
+            })
+            .map_or(rest.len(), |i| i.max(1));
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// Publishes the hub's events in the order they were queued, what has queued up together as
+/// one stream message (`Outbound::gather`), with at most `WINDOW` messages awaiting their
+/// acknowledgement. When a publish fails (NATS gone, an acknowledgement that timed out, a
+/// stream leader lost in a failover), the messages published after it may have been stored
+/// already, ahead of it: so every event from the failed message on is sent again, in order
+/// (go-back-N), and every node applies each origin's events in their numbered order, once
+/// (`ClusterEvent.counter`), skipping the copies that came too early or twice. On `stop` it
+/// sends what is already queued and ends.
 async fn publish(
     js: jetstream::Context,
     subject: String,
@@ -310,13 +342,10 @@ async fn publish(
     stop: CancellationToken,
 ) {
     // Sent and awaiting their acknowledgement, in the order sent; `acks` resolves in that order.
-    let mut in_flight: VecDeque<Outgoing> = VecDeque::new();
+    let mut in_flight: VecDeque<Vec<Outgoing>> = VecDeque::new();
     let mut acks = FuturesOrdered::new();
-    // To send (again) before anything new: everything from the last failed event on.
+    // To send (again) before anything new: every event from the last failed message on.
     let mut again: VecDeque<Outgoing> = VecDeque::new();
-    // How often the publisher went back: part of the message ids, so that a copy sent again is
-    // stored again rather than taken for a duplicate of a copy the nodes skipped.
-    let mut rewinds = 0u64;
     let mut stopping = false;
     loop {
         let next = if acks.len() >= WINDOW {
@@ -329,103 +358,95 @@ async fn publish(
             tokio::select! {
                 biased;
                 Some((result, sent)) = acks.next(), if !acks.is_empty() => {
-                    settle(result, sent, &stats, &mut in_flight, &mut again, &mut acks, &mut rewinds).await;
+                    settle(result, sent, &stats, &mut in_flight, &mut again, &mut acks).await;
                     continue;
                 }
                 out = outgoing.recv() => out,
                 () = stop.cancelled() => { stopping = true; continue; }
             }
         };
-        let Some(out) = next else {
+        let Some(first) = next else {
             if stopping && acks.is_empty() && again.is_empty() {
                 return;
             }
             match acks.next().await {
                 Some((result, sent)) => {
-                    settle(
-                        result,
-                        sent,
-                        &stats,
-                        &mut in_flight,
-                        &mut again,
-                        &mut acks,
-                        &mut rewinds,
-                    )
-                    .await;
+                    settle(result, sent, &stats, &mut in_flight, &mut again, &mut acks).await;
                 }
                 None if stopping => return,
                 None => {}
             }
             continue;
         };
-        let message = PublishMessage::build()
-            .payload(out.payload.clone())
-            .message_id(format!("{}-{rewinds}", out.msg_id));
+        let batch = outgoing.gather(first, &mut again);
+        let payload = Outgoing::joined(&batch);
         let sent = Instant::now();
-        match js.send_publish(subject.clone(), message).await {
+        match js
+            .send_publish(subject.clone(), PublishMessage::build().payload(payload))
+            .await
+        {
             Ok(ack) => {
-                in_flight.push_back(out);
+                in_flight.push_back(batch);
                 acks.push_back(async move { (ack.await.map(|_| ()), sent) });
             }
             Err(e) => {
                 if !matches!(e.kind(), PublishErrorKind::TimedOut) {
                     tracing::debug!("cluster: publishing: {e}; sending again");
                 }
-                in_flight.push_back(out);
-                go_back(&stats, &mut in_flight, &mut again, &mut acks, &mut rewinds).await;
+                in_flight.push_back(batch);
+                go_back(&stats, &mut in_flight, &mut again, &mut acks).await;
             }
         }
     }
 }
 
-/// One acknowledgement, in the order sent: the oldest event in flight is stored, or it and
+/// One acknowledgement, in the order sent: the oldest message in flight is stored, or it and
 /// everything after it must be sent again.
 async fn settle<F>(
     result: Result<(), jetstream::context::PublishError>,
     sent: Instant,
     stats: &ReplicationStats,
-    in_flight: &mut VecDeque<Outgoing>,
+    in_flight: &mut VecDeque<Vec<Outgoing>>,
     again: &mut VecDeque<Outgoing>,
     acks: &mut FuturesOrdered<F>,
-    rewinds: &mut u64,
 ) where
     F: Future,
 {
     match result {
         Ok(()) => {
-            in_flight.pop_front();
-            stats.published.fetch_add(1, Ordering::Relaxed);
+            let events = in_flight.pop_front().map_or(0, |b| b.len());
+            stats.published.fetch_add(events as u64, Ordering::Relaxed);
             let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
             stats.publish_micros.store(micros, Ordering::Relaxed);
             stats.publish_latency.observe(sent.elapsed());
         }
         Err(e) => {
             tracing::debug!("cluster: no acknowledgement: {e}; sending again from there");
-            go_back(stats, in_flight, again, acks, rewinds).await;
+            go_back(stats, in_flight, again, acks).await;
         }
     }
 }
 
-/// Goes back to the oldest unacknowledged event: it and every later one are sent again, in
-/// order (the acknowledgements still awaited no longer matter), after a pause that keeps a
-/// publisher facing a stream without a leader from spinning.
+/// Goes back to the oldest unacknowledged message: its events and every later one are sent
+/// again, in order (the acknowledgements still awaited no longer matter), after a pause that
+/// keeps a publisher facing a stream without a leader from spinning.
 async fn go_back<F>(
     stats: &ReplicationStats,
-    in_flight: &mut VecDeque<Outgoing>,
+    in_flight: &mut VecDeque<Vec<Outgoing>>,
     again: &mut VecDeque<Outgoing>,
     acks: &mut FuturesOrdered<F>,
-    rewinds: &mut u64,
 ) where
     F: Future,
 {
-    stats
-        .republished
-        .fetch_add(in_flight.len() as u64, Ordering::Relaxed);
     *acks = FuturesOrdered::new();
-    for out in in_flight.drain(..).rev() {
-        again.push_front(out);
+    for batch in in_flight.drain(..).rev() {
+        stats
+            .republished
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for out in batch.into_iter().rev() {
+            again.push_front(out);
+        }
     }
-    *rewinds += 1;
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 

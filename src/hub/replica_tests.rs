@@ -2,11 +2,13 @@
 //! the same order by two hubs, leaves them in the same state with the same Lamport times, and
 //! the node that holds a participant delivers its frames.
 
-use super::outbox::{OutboxReader, Taken};
+use super::outbox::{Outbox, OutboxReader, Taken};
 use super::replica::StreamEvent;
-use super::{Hub, HubConfig, JoinRequest, Transport};
+use super::{Hub, HubConfig, JoinRequest, Outbound, Outgoing, SessionError, Transport};
 use crate::audit::Auditor;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn hub() -> Arc<Hub> {
     Hub::new(
@@ -19,18 +21,67 @@ fn hub() -> Arc<Hub> {
 }
 
 /// Applies everything `out` holds, as stream messages from `seq` on, to every hub in `hubs`.
-fn apply_all(out: &mut super::Outbound, seq: &mut u64, hubs: &[&Arc<Hub>]) {
+fn apply_all(out: &mut Outbound, seq: &mut u64, hubs: &[&Arc<Hub>]) {
     while let Some(o) = out.try_recv() {
-        *seq += 1;
-        for h in hubs {
-            h.apply_stream(StreamEvent {
-                seq: *seq,
-                stream_ms: 1_000 + *seq,
-                payload: &o.payload,
-            })
-            .expect("a chitty event");
-        }
+        apply_batch(&[o], seq, hubs);
     }
+}
+
+/// Applies `batch` as the next stream message to every hub in `hubs`.
+fn apply_batch(batch: &[Outgoing], seq: &mut u64, hubs: &[&Arc<Hub>]) {
+    *seq += 1;
+    let payload = Outgoing::joined(batch);
+    for h in hubs {
+        h.apply_stream(StreamEvent {
+            seq: *seq,
+            stream_ms: 1_000 + *seq,
+            payload: &payload,
+        })
+        .expect("a chitty event");
+    }
+}
+
+/// A join on `h`, waiting for the stream's answer (the caller feeds the stream meanwhile).
+async fn join(h: &Arc<Hub>, name: &'static str, outbox: &Outbox) -> Result<u64, SessionError> {
+    let peer: Arc<str> = "p".into();
+    let now = h.time.now();
+    let joining = Hub::join(
+        h,
+        JoinRequest {
+            username: name,
+            timestamp: 0,
+            transport: Transport::Grpc,
+            peer: &peer,
+            outbox,
+            connected_at: now,
+            now,
+        },
+    );
+    match joining {
+        super::origin::Joining::Done(r) => r,
+        super::origin::Joining::Waiting(w) => w.await,
+    }
+}
+
+/// Two nodes up, `a` first: the stream's first two messages.
+async fn two_nodes(
+    a: &Arc<Hub>,
+    b: &Arc<Hub>,
+    out_a: &mut Outbound,
+    out_b: &mut Outbound,
+    seq: &mut u64,
+) {
+    let (up_a, up_b) = (
+        a.node_up(Duration::from_secs(1)),
+        b.node_up(Duration::from_secs(1)),
+    );
+    let ups = async {
+        tokio::task::yield_now().await;
+        apply_all(out_a, seq, &[a, b]);
+        apply_all(out_b, seq, &[a, b]);
+    };
+    let (ia, ib, ()) = tokio::join!(up_a, up_b, ups);
+    assert_eq!((ia.unwrap(), ib.unwrap()), (1, 2));
 }
 
 fn frames(reader: &mut OutboxReader) -> Vec<u8> {
@@ -50,45 +101,12 @@ async fn two_replicas_fed_one_stream_agree() {
     let mut out_b = b.replicate("b", "b:1");
     let mut seq = 0;
     // Both come up: each node's NodeUp, in one order.
-    let (up_a, up_b) = (
-        a.node_up(std::time::Duration::from_secs(1)),
-        b.node_up(std::time::Duration::from_secs(1)),
-    );
-    let ups = async {
-        tokio::task::yield_now().await;
-        apply_all(&mut out_a, &mut seq, &[&a, &b]);
-        apply_all(&mut out_b, &mut seq, &[&a, &b]);
-    };
-    let (ia, ib, ()) = tokio::join!(up_a, up_b, ups);
-    assert_eq!((ia.unwrap(), ib.unwrap()), (1, 2));
+    two_nodes(&a, &b, &mut out_a, &mut out_b, &mut seq).await;
 
     // A participant on a, one on b, the same name raced from both.
     let (ox_a, mut rx_a) = a.outbox(Transport::Grpc);
     let (ox_b, mut rx_b) = b.outbox(Transport::WebSocket);
     let (ox_c, _rx_c) = b.outbox(Transport::Grpc);
-    let peer: Arc<str> = "p".into();
-    let now = a.time.now();
-    let join = |h: &Arc<Hub>, name: &'static str, outbox| {
-        let h = Arc::clone(h);
-        let peer = Arc::clone(&peer);
-        async move {
-            match Hub::join(
-                &h,
-                JoinRequest {
-                    username: name,
-                    timestamp: 0,
-                    transport: Transport::Grpc,
-                    peer: &peer,
-                    outbox,
-                    connected_at: now,
-                    now,
-                },
-            ) {
-                super::origin::Joining::Done(r) => r,
-                super::origin::Joining::Waiting(w) => w.await,
-            }
-        }
-    };
     let ja = join(&a, "ann", &ox_a);
     let jb = join(&b, "ANN", &ox_b);
     let jc = join(&b, "bo", &ox_c);
@@ -214,4 +232,101 @@ async fn a_participant_who_finds_the_queue_to_the_stream_full_is_cut_off_and_its
         matches!(&ended, super::outbox::Ending::Error(super::SessionError::Unavailable(why)) if why.contains("queue")),
         "{ended:?}"
     );
+}
+
+#[tokio::test]
+async fn events_sent_together_as_one_stream_message_apply_as_if_sent_one_by_one() {
+    let (a, b) = (hub(), hub());
+    let mut out_a = a.replicate("a", "a:1");
+    let mut out_b = b.replicate("b", "b:1");
+    let mut seq = 0;
+    two_nodes(&a, &b, &mut out_a, &mut out_b, &mut seq).await;
+    let (ox_ann, mut rx_ann) = a.outbox(Transport::Grpc);
+    let (ox_bo, mut rx_bo) = b.outbox(Transport::Grpc);
+    let feed = async {
+        tokio::task::yield_now().await;
+        apply_all(&mut out_a, &mut seq, &[&a, &b]);
+        apply_all(&mut out_b, &mut seq, &[&a, &b]);
+    };
+    let (ann, bo, ()) = tokio::join!(join(&a, "ann", &ox_ann), join(&b, "bo", &ox_bo), feed);
+    let (ann, bo) = (ann.unwrap(), bo.unwrap());
+    frames(&mut rx_ann);
+    frames(&mut rx_bo);
+
+    // Ten messages and a direct message from a, gathered the way the publisher does: one
+    // stream message.
+    for i in 0..10 {
+        a.message(ann, 0, &format!("m{i}"));
+    }
+    a.direct(ann, 0, bo, "psst");
+    let first = out_a.try_recv().unwrap();
+    let mut again = VecDeque::new();
+    let batch = out_a.gather(first, &mut again);
+    assert_eq!((batch.len(), again.len()), (11, 0));
+    let clock = a.clock().now();
+    apply_batch(&batch, &mut seq, &[&a, &b]);
+    assert_eq!(
+        a.clock().now(),
+        clock + 11,
+        "each event its own Lamport time"
+    );
+    assert_eq!(b.clock().now(), a.clock().now());
+    let got = frames(&mut rx_bo);
+    let text = String::from_utf8_lossy(&got);
+    let at: Vec<usize> = (0..10)
+        .map(|i| {
+            text.find(&format!("m{i}"))
+                .expect("every message delivered")
+        })
+        .chain([text.find("psst").expect("the direct message delivered")])
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "in the origin's order");
+
+    // Two joins queued together: the second opens the next message, so each session's id is
+    // its own message's sequence.
+    let (ox_cy, _rx_cy) = a.outbox(Transport::Grpc);
+    let (ox_di, _rx_di) = a.outbox(Transport::Grpc);
+    let mut sizes = Vec::new();
+    let feed = async {
+        tokio::task::yield_now().await;
+        while let Some(first) = again.pop_front().or_else(|| out_a.try_recv()) {
+            let batch = out_a.gather(first, &mut again);
+            sizes.push(batch.len());
+            apply_batch(&batch, &mut seq, &[&a, &b]);
+        }
+    };
+    let (cy, di, ()) = tokio::join!(join(&a, "cy", &ox_cy), join(&a, "di", &ox_di), feed);
+    assert_eq!(sizes, [1, 1], "one event taking the sequence per message");
+    assert_eq!((cy.unwrap(), di.unwrap()), (seq - 1, seq));
+    assert_eq!(a.users().len(), 4);
+    assert_eq!(b.clock().now(), a.clock().now());
+}
+
+#[tokio::test]
+async fn a_stream_message_with_two_joins_opens_the_first_and_refuses_the_second_everywhere() {
+    let (a, b) = (hub(), hub());
+    let mut out_a = a.replicate("a", "a:1");
+    let mut out_b = b.replicate("b", "b:1");
+    let mut seq = 0;
+    two_nodes(&a, &b, &mut out_a, &mut out_b, &mut seq).await;
+    let (ox_ann, _rx_ann) = a.outbox(Transport::Grpc);
+    let (ox_bo, _rx_bo) = a.outbox(Transport::Grpc);
+    // Written by something other than chittyd's publisher: both joins in one message.
+    let feed = async {
+        tokio::task::yield_now().await;
+        let both = [out_a.try_recv().unwrap(), out_a.try_recv().unwrap()];
+        apply_batch(&both, &mut seq, &[&a, &b]);
+    };
+    let (ann, bo, ()) = tokio::join!(join(&a, "ann", &ox_ann), join(&a, "bo", &ox_bo), feed);
+    assert_eq!(ann.unwrap(), 3, "the first takes the message's sequence");
+    assert!(matches!(bo, Err(SessionError::Unavailable(_))), "{bo:?}");
+    let names = |h: &Arc<Hub>| {
+        h.users()
+            .into_iter()
+            .map(|u| (u.id, u.name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), vec![(3, "ann".to_owned())]);
+    assert_eq!(names(&b), names(&a));
+    assert_eq!(a.clock().now(), b.clock().now());
 }

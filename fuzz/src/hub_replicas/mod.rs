@@ -38,10 +38,11 @@ mod stream;
 use crate::peer::Peer;
 use chitty::audit::Auditor;
 use chitty::hub::{
-    Event, Flow, Hub, HubConfig, ManualTime, Outbound, ReplicaError, SessionError, SessionHandle,
-    Target, Transport, UserInfo,
+    Event, Flow, Hub, HubConfig, ManualTime, Outbound, Outgoing, ReplicaError, SessionError,
+    SessionHandle, Target, Transport, UserInfo,
 };
 use script::{NAMES, Script, Step, TEXTS};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -61,6 +62,8 @@ type Waiting<T> = Pin<Box<dyn Future<Output = T>>>;
 struct Node {
     hub: Arc<Hub>,
     out: Outbound,
+    /// Events taken from `out` but not yet in the stream (what `Outbound::gather` left over).
+    held: VecDeque<Outgoing>,
     up: Option<Waiting<Result<u64, ReplicaError>>>,
 }
 
@@ -148,7 +151,12 @@ impl World {
         let nodes = (0..script.nodes)
             .map(|i| {
                 let (hub, out) = hub(&node_name(i));
-                Node { hub, out, up: None }
+                Node {
+                    hub,
+                    out,
+                    held: VecDeque::new(),
+                    up: None,
+                }
             })
             .collect();
         let (hub, out) = hub("observer");
@@ -233,6 +241,7 @@ impl World {
             Step::Up { node: i } => self.up(node(i)),
             Step::Feed { node: i, count } => self.feed(node(i), 1 + usize::from(count % 16)),
             Step::FeedMore { node: i, count } => self.feed(node(i), usize::from(count)),
+            Step::Batch { node: i, count } => self.batch(node(i), 1 + usize::from(count % 64)),
             Step::Garbage { bytes } => self.append(bytes.to_vec()),
             Step::Observe { count } => self.observe(1 + usize::from(count % 32)),
             Step::Snapshot { from } => self.snapshot(usize::from(from)),
@@ -434,7 +443,12 @@ impl World {
             }
             self.step = 0;
             self.settle();
-            if self.stream.len() == before && self.nodes.iter().all(|n| n.out.is_empty()) {
+            if self.stream.len() == before
+                && self
+                    .nodes
+                    .iter()
+                    .all(|n| n.out.is_empty() && n.held.is_empty())
+            {
                 break;
             }
         }

@@ -92,6 +92,9 @@ pub(super) enum Step {
     Feed { node: u8, count: u8 },
     /// The same, another weight.
     FeedMore { node: u8, count: u8 },
+    /// At least `count` of `node`'s queued events go into the stream as batches, each message
+    /// as many as the publisher would send together (`Outbound::gather`).
+    Batch { node: u8, count: u8 },
     /// A message that is not chitty's goes into the stream.
     Garbage { bytes: [u8; 3] },
     /// The replicas that lag (the observer, and the late one once it exists) apply up to

@@ -4,7 +4,7 @@
 
 use super::{World, checks};
 use chitty::audit::Auditor;
-use chitty::hub::{Hub, ManualTime, Outbound, StreamEvent};
+use chitty::hub::{Hub, ManualTime, Outbound, Outgoing, StreamEvent};
 use std::sync::Arc;
 
 /// A replica that only applies, at its own pace.
@@ -27,13 +27,29 @@ fn stream_ms(seq: u64) -> u64 {
 }
 
 impl World {
-    /// Moves up to `count` of node `i`'s queued events into the stream.
+    /// Moves up to `count` of node `i`'s queued events into the stream, one per message.
     pub(super) fn feed(&mut self, i: usize, count: usize) {
         for _ in 0..count {
-            let Some(out) = self.nodes[i].out.try_recv() else {
+            let node = &mut self.nodes[i];
+            let Some(out) = node.held.pop_front().or_else(|| node.out.try_recv()) else {
                 break;
             };
             self.append(out.payload.to_vec());
+        }
+    }
+
+    /// Moves node `i`'s queued events into the stream as the publisher batches them, until at
+    /// least `count` went in or none are left.
+    pub(super) fn batch(&mut self, i: usize, count: usize) {
+        let mut moved = 0;
+        while moved < count {
+            let node = &mut self.nodes[i];
+            let Some(first) = node.held.pop_front().or_else(|| node.out.try_recv()) else {
+                break;
+            };
+            let batch = node.out.gather(first, &mut node.held);
+            moved += batch.len();
+            self.append(Outgoing::joined(&batch).to_vec());
         }
     }
 

@@ -33,7 +33,7 @@ impl Hub {
             .collect()
     }
 
-    /// One message of the stream, under the lock.
+    /// One message of the stream, under the lock: its events, in their order.
     fn apply_locked(
         &self,
         state: &mut State,
@@ -41,7 +41,7 @@ impl Hub {
         at: Shown,
         msg: StreamEvent<'_>,
     ) -> Result<(), ReplicaError> {
-        let event = pb::ClusterEvent::decode(msg.payload);
+        let batch = pb::ClusterBatch::decode(msg.payload);
         if msg.seq <= state.cluster.applied {
             // Delivered again (a consumer recreated after a reconnect, a snapshot's overlap).
             return Ok(());
@@ -59,10 +59,29 @@ impl Hub {
             }
         }
         state.cluster.stream_ms = state.cluster.stream_ms.max(msg.stream_ms);
-        let mut event = event.map_err(|e| ReplicaError::Undecodable {
+        let batch = batch.map_err(|e| ReplicaError::Undecodable {
             seq: msg.seq,
             reason: e.to_string(),
         })?;
+        let mut sequenced = false;
+        for event in batch.events {
+            self.apply_stream_event(state, replica, at, msg, event, &mut sequenced);
+        }
+        Ok(())
+    }
+
+    /// One event of a stream message. `sequenced` says whether an earlier event of the message
+    /// took its identity from the stream sequence: a second one could not have its own (two
+    /// sessions with one id), so every node refuses it alike, and its origin hears why.
+    fn apply_stream_event(
+        &self,
+        state: &mut State,
+        replica: &Replica,
+        at: Shown,
+        msg: StreamEvent<'_>,
+        mut event: pb::ClusterEvent,
+        sequenced: &mut bool,
+    ) {
         if !state.cluster.in_order(&event) {
             tracing::debug!(
                 "cluster: skipping stream message {}: event {} of {:?} out of its order",
@@ -70,10 +89,10 @@ impl Hub {
                 event.counter,
                 event.node
             );
-            return Ok(());
+            return;
         }
         let Some(ev) = event.event.take() else {
-            return Ok(());
+            return;
         };
         let mine = replica.incarnation();
         let local = mine != 0 && event.incarnation == mine;
@@ -108,10 +127,26 @@ impl Hub {
         } else {
             None
         };
-        let applied = self.apply_one(state, replica, &event, ev, msg, decided, pending);
+        if matches!(ev, Ev::Join(_) | Ev::Connect(_) | Ev::NodeUp(_))
+            && std::mem::replace(sequenced, true)
+        {
+            tracing::warn!(
+                "cluster: stream message {} has a second event that takes its identity from                  the sequence (from {:?}); refused",
+                msg.seq,
+                event.node
+            );
+            if !matches!(ev, Ev::NodeUp(_))
+                && let Some(reply) = pending.and_then(|p| p.reply)
+            {
+                let _ = reply.send(Applied::Opened(Err(SessionError::Unavailable(
+                    "the cluster's stream refused the event; reconnect".to_owned(),
+                ))));
+            }
+        } else {
+            self.apply_one(state, replica, &event, ev, msg, decided, pending);
+        }
         state.cluster.applying = Applying::default();
         self.settle(state);
-        applied
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -124,7 +159,7 @@ impl Hub {
         msg: StreamEvent<'_>,
         decided: Shown,
         mut pending: Option<Pending>,
-    ) -> Result<(), ReplicaError> {
+    ) {
         let at = decided.now;
         let reply = pending.as_mut().and_then(|p| p.reply.take());
         let opening = pending.and_then(|p| p.opening);
@@ -289,7 +324,6 @@ impl Hub {
         if let (Some(reply), Some(outcome)) = (reply, outcome) {
             let _ = reply.send(outcome);
         }
-        Ok(())
     }
 
     /// A node comes up: it becomes a member at this sequence, and an earlier incarnation of the

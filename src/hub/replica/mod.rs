@@ -37,7 +37,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,8 +47,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Why a replicated operation could not be done.
 #[derive(Debug, Error)]
 pub enum ReplicaError {
-    /// A stream message that is not a `ClusterEvent`: skipped, by every node alike.
-    #[error("stream message {seq} is not a chitty cluster event: {reason}")]
+    /// A stream message that is not a `ClusterBatch`: skipped, by every node alike.
+    #[error("stream message {seq} is not a batch of chitty cluster events: {reason}")]
     Undecodable {
         /// Its stream sequence.
         seq: u64,
@@ -63,15 +63,43 @@ pub enum ReplicaError {
     Timeout(Duration),
 }
 
-/// One event for the publisher: its payload and its JetStream message id, so a publish retried
-/// after a timeout is stored once (the stream's duplicate window).
+/// One event for the publisher. Its payload is a `ClusterBatch` of this one event, so the
+/// publisher can send several queued events as one stream message by concatenating payloads.
+/// A publish stored twice, or after a gap, is applied once and in order anyway
+/// (`ClusterEvent.counter`), so no JetStream message id is needed.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// An encoded `ClusterEvent`.
+    /// An encoded `ClusterBatch` of one `ClusterEvent`.
     pub payload: Bytes,
-    /// Unique per node start and event.
-    pub msg_id: String,
+    /// The event takes its identity from the stream sequence (a join's or connect's session id,
+    /// a node's incarnation): a stream message may carry at most one such event.
+    pub sequenced: bool,
 }
+
+impl Outgoing {
+    /// The payload of one stream message carrying `batch`: the events' one-event batches
+    /// concatenated, which is one batch of them all.
+    pub fn joined(batch: &[Outgoing]) -> Bytes {
+        match batch {
+            [one] => one.payload.clone(),
+            events => {
+                let mut joined =
+                    bytes::BytesMut::with_capacity(events.iter().map(|o| o.payload.len()).sum());
+                for out in events {
+                    joined.extend_from_slice(&out.payload);
+                }
+                joined.freeze()
+            }
+        }
+    }
+}
+
+/// Events in one stream message, at most: under load the stream's cost (a publish, its
+/// acknowledgement, a delivery to every node) is paid once for this many.
+const BATCH_EVENTS: usize = 256;
+
+/// Bytes in one stream message, at most: well below NATS's smallest usual payload limit.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The publisher's end of the hub's queue to the stream.
 pub struct Outbound {
@@ -94,6 +122,30 @@ impl Outbound {
         out
     }
 
+    /// `first` and what follows it, in order, as one stream message's events, never waiting
+    /// for more: the events in `again` (to send again) first, then queued ones, up to
+    /// `BATCH_EVENTS` and `BATCH_BYTES`. An event that would be the message's second to take
+    /// its identity from the stream sequence (`Outgoing::sequenced`) is left at the front of
+    /// `again`, to open the next message.
+    pub fn gather(&mut self, first: Outgoing, again: &mut VecDeque<Outgoing>) -> Vec<Outgoing> {
+        let mut sequenced = first.sequenced;
+        let mut bytes = first.payload.len();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_EVENTS {
+            let Some(out) = again.pop_front().or_else(|| self.try_recv()) else {
+                break;
+            };
+            if (sequenced && out.sequenced) || bytes + out.payload.len() > BATCH_BYTES {
+                again.push_front(out);
+                break;
+            }
+            sequenced |= out.sequenced;
+            bytes += out.payload.len();
+            batch.push(out);
+        }
+        batch
+    }
+
     /// Whether nothing is queued (for checks that drain the queue by hand).
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
@@ -113,7 +165,7 @@ pub struct StreamEvent<'a> {
     pub seq: u64,
     /// When the stream stored it, in milliseconds since the Unix epoch.
     pub stream_ms: u64,
-    /// The encoded `ClusterEvent`.
+    /// The encoded `ClusterBatch`.
     pub payload: &'a [u8],
 }
 
@@ -310,10 +362,17 @@ impl Replica {
             counter: n,
             event: Some(event),
         };
+        let sequenced = matches!(
+            message.event,
+            Some(Ev::Join(_) | Ev::Connect(_) | Ev::NodeUp(_))
+        );
+        let batch = pb::ClusterBatch {
+            events: vec![message],
+        };
         self.queued.fetch_add(1, Ordering::Relaxed);
         let out = Outgoing {
-            payload: message.encode_to_vec().into(),
-            msg_id: format!("{}-{:x}-{n}", self.node, self.boot),
+            payload: batch.encode_to_vec().into(),
+            sequenced,
         };
         // Only fails once the publisher has stopped, at shutdown: nothing is applied then.
         let _ = self.outgoing.send(out);
