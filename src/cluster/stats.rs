@@ -54,7 +54,7 @@ impl ReplicationStats {
         );
         out.counter(
             "cluster_republished_total",
-            "Publishes that failed and were sent again (stored once: same message id).",
+            "Events whose publish failed, or came after one that failed, sent again (applied once).",
             v(&self.republished),
         );
         out.counter(

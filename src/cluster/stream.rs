@@ -27,8 +27,9 @@ pub const MAX_BYTES: i64 = 256 * 1024 * 1024;
 /// (`--max-frame`), below NATS's default 1 MiB payload limit.
 pub const MAX_EVENT: i32 = 64 * 1024;
 
-/// How long JetStream remembers a message id, so that a publish retried after a timeout is
-/// stored once (JetStream's default, written down because the exactly-once rule rests on it).
+/// How long JetStream remembers a message id: its default, written down so the stream's
+/// configuration is complete. chitty sends no message ids: every node applies each origin's
+/// events once by their counter (`ClusterEvent.counter`), however often they are stored.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// The room's stream for a cluster named `name`.

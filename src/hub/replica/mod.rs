@@ -98,8 +98,9 @@ impl Outgoing {
 /// acknowledgement, a delivery to every node) is paid once for this many.
 const BATCH_EVENTS: usize = 256;
 
-/// Bytes in one stream message, at most: well below NATS's smallest usual payload limit.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Bytes in one stream message, at most: half the stream's message limit
+/// (`cluster::stream::MAX_EVENT`), a thirty-second of NATS's default payload limit.
+const BATCH_BYTES: usize = 32 * 1024;
 
 /// The publisher's end of the hub's queue to the stream.
 pub struct Outbound {
@@ -124,7 +125,7 @@ impl Outbound {
 
     /// `first` and what follows it, in order, as one stream message's events, never waiting
     /// for more: the events in `again` (to send again) first, then queued ones, up to
-    /// `BATCH_EVENTS` and `BATCH_BYTES`. An event that would be the message's second to take
+    /// `BATCH_EVENTS` and `BATCH_BYTES` (an event larger than that goes alone). An event that would be the message's second to take
     /// its identity from the stream sequence (`Outgoing::sequenced`) is left at the front of
     /// `again`, to open the next message.
     pub fn gather(&mut self, first: Outgoing, again: &mut VecDeque<Outgoing>) -> Vec<Outgoing> {
@@ -286,8 +287,8 @@ struct OwnedOpening {
 pub(super) struct Replica {
     node: String,
     address: String,
-    /// Tells this start's events from an earlier start's in the duplicate window, and finds
-    /// this start's `NodeUp` in the stream.
+    /// Tells this start's events from an earlier start's still in the stream, and finds this
+    /// start's `NodeUp` in it.
     boot: u64,
     /// The stream sequence of this node's current `NodeUp`; 0 until it is applied, and again
     /// once the cluster has declared this incarnation lost.
