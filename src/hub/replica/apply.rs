@@ -127,11 +127,10 @@ impl Hub {
         } else {
             None
         };
-        if matches!(ev, Ev::Join(_) | Ev::Connect(_) | Ev::NodeUp(_))
-            && std::mem::replace(sequenced, true)
-        {
+        if takes_sequence(&ev) && std::mem::replace(sequenced, true) {
             tracing::warn!(
-                "cluster: stream message {} has a second event that takes its identity from                  the sequence (from {:?}); refused",
+                "cluster: stream message {} has a second event that takes its identity from the \
+                 sequence (from {:?}); refused",
                 msg.seq,
                 event.node
             );

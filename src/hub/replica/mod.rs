@@ -363,10 +363,7 @@ impl Replica {
             counter: n,
             event: Some(event),
         };
-        let sequenced = matches!(
-            message.event,
-            Some(Ev::Join(_) | Ev::Connect(_) | Ev::NodeUp(_))
-        );
+        let sequenced = message.event.as_ref().is_some_and(takes_sequence);
         let batch = pb::ClusterBatch {
             events: vec![message],
         };
@@ -378,6 +375,12 @@ impl Replica {
         // Only fails once the publisher has stopped, at shutdown: nothing is applied then.
         let _ = self.outgoing.send(out);
     }
+}
+
+/// Whether an event takes its identity from the sequence of the stream message that carries it:
+/// a join's or a connect's session id, a node's incarnation. A message carries at most one.
+fn takes_sequence(ev: &Ev) -> bool {
+    matches!(ev, Ev::Join(_) | Ev::Connect(_) | Ev::NodeUp(_))
 }
 
 /// Why a participant is cut off when the queue to the stream is full.
