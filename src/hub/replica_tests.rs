@@ -4,7 +4,9 @@
 
 use super::outbox::{Outbox, OutboxReader, Taken};
 use super::replica::StreamEvent;
-use super::{Hub, HubConfig, JoinRequest, Outbound, Outgoing, SessionError, Transport};
+use super::{
+    Hub, HubConfig, JoinRequest, ManualTime, Outbound, Outgoing, SessionError, Target, Transport,
+};
 use crate::audit::Auditor;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -329,4 +331,66 @@ async fn a_stream_message_with_two_joins_opens_the_first_and_refuses_the_second_
     assert_eq!(names(&a), vec![(3, "ann".to_owned())]);
     assert_eq!(names(&b), names(&a));
     assert_eq!(a.clock().now(), b.clock().now());
+}
+
+#[tokio::test]
+async fn a_ban_decided_on_one_node_runs_on_the_hubs_time_on_every_node() {
+    // Both hubs on a clock far from the system's: a ban stamped with the system clock would
+    // end decades from now on these hubs.
+    let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let (ta, tb) = (
+        Arc::new(ManualTime::new(wall)),
+        Arc::new(ManualTime::new(wall)),
+    );
+    let config = || HubConfig {
+        rate: None,
+        ..HubConfig::default()
+    };
+    let a = Hub::with_time(config(), Auditor::disabled(), ta.clone());
+    let b = Hub::with_time(config(), Auditor::disabled(), tb.clone());
+    let mut out_a = a.replicate("a", "a:1");
+    let mut out_b = b.replicate("b", "b:1");
+    let mut seq = 0;
+    two_nodes(&a, &b, &mut out_a, &mut out_b, &mut seq).await;
+    let (ox, _rx) = b.outbox(Transport::Grpc);
+    let feed = |out_a: &mut Outbound, out_b: &mut Outbound, seq: &mut u64| {
+        apply_all(out_a, seq, &[&a, &b]);
+        apply_all(out_b, seq, &[&a, &b]);
+    };
+    let joined = async {
+        tokio::task::yield_now().await;
+        feed(&mut out_a, &mut out_b, &mut seq);
+    };
+    let (ann, ()) = tokio::join!(join(&b, "ann", &ox), joined);
+    ann.unwrap();
+
+    // An operator on a bans ann, who is on b, for a minute.
+    let kicked = async {
+        tokio::task::yield_now().await;
+        feed(&mut out_a, &mut out_b, &mut seq);
+    };
+    let ban = Some(Duration::from_secs(60));
+    let (kick, ()) = tokio::join!(a.kick(Target::Name("ann"), "spam", ban, "op"), kicked);
+    assert!(kick.unwrap().is_some(), "ann was there to kick");
+    for h in [&a, &b] {
+        let bans = h.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(
+            (bans[0].since, bans[0].until),
+            (wall, wall + Duration::from_secs(60)),
+            "on the hubs' own time"
+        );
+    }
+
+    // A minute later on the hubs' clocks, the ban is over on both nodes: ann joins again.
+    ta.advance(Duration::from_secs(61));
+    tb.advance(Duration::from_secs(61));
+    assert!(a.bans().is_empty() && b.bans().is_empty());
+    let (ox, _rx) = b.outbox(Transport::Grpc);
+    let rejoined = async {
+        tokio::task::yield_now().await;
+        feed(&mut out_a, &mut out_b, &mut seq);
+    };
+    let (again, ()) = tokio::join!(join(&b, "ann", &ox), rejoined);
+    again.expect("the ban ended a minute later on the hubs' time");
 }

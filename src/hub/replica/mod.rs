@@ -31,7 +31,7 @@ pub use snapshot::{OriginCursor, Snapshot, SnapshotBan, SnapshotSession};
 
 use super::accepted::{Accepted, Applied, Opening};
 use super::outbox::{Ending, Outbox};
-use super::{Hub, LeaveReason, SessionError, Shown, State, Target, Transport, rules};
+use super::{Hub, LeaveReason, SessionError, Shown, State, Target, TimeSource, Transport, rules};
 use crate::pb::cluster::{self as pb, cluster_event::Event as Ev};
 use bytes::Bytes;
 use prost::Message as _;
@@ -303,6 +303,8 @@ pub(super) struct Replica {
     /// membership task, not under the hub's lock).
     sent: std::sync::Mutex<u64>,
     tokens: AtomicU64,
+    /// The hub's time: an event carries its origin's wall clock when it was decided.
+    time: Arc<dyn TimeSource>,
 }
 
 /// The publisher's queue holds at most this many participants' events. THE overflow rule of
@@ -358,7 +360,7 @@ impl Replica {
             node: self.node.clone(),
             incarnation: self.incarnation(),
             token,
-            wall_ms: wall_ms(SystemTime::now()),
+            wall_ms: wall_ms(self.time.wall()),
             boot: self.boot,
             counter: n,
             event: Some(event),
@@ -454,6 +456,7 @@ impl Hub {
             queued: Arc::clone(&queued),
             sent: std::sync::Mutex::new(0),
             tokens: AtomicU64::new(0),
+            time: Arc::clone(&self.time),
         };
         if self.replica.set(replica).is_err() {
             tracing::warn!("the hub is already a replica; ignoring a second attach");
